@@ -1,0 +1,138 @@
+"""Plotting helpers. Each returns a ``matplotlib.figure.Figure`` (never through pyplot's global state), with a
+title, axis labels and units, so that notebooks show it once and widgets can redraw it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+__all__ = ["new_figure", "plot_history", "show_images", "plot_spectrogram", "plot_curves", "bar_chart",
+           "avdigits_sample_figure"]
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] | None = None, **kwargs):
+    """A ``Figure`` and its axes, outside pyplot (so nothing is drawn twice or leaks)."""
+    fig = Figure(figsize=size or (4.2 * ncols, 3.2 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, **kwargs)
+    return fig, axes
+
+
+def plot_history(history, title: str = "Training history") -> Figure:
+    """Loss and accuracy per epoch, train and validation."""
+    fig, (a1, a2) = new_figure(1, 2)
+    for key, ax in (("loss", a1), ("acc", a2)):
+        for split in ("train", "val"):
+            name = f"{split}_{key}"
+            if name in history:
+                vals = history[name]
+                ax.plot(range(1, len(vals) + 1), vals, marker=".", label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("cross-entropy (nats)" if key == "loss" else "accuracy (fraction)")
+        ax.legend()
+    a1.set_title("loss")
+    a2.set_title("accuracy")
+    fig.suptitle(title)
+    return fig
+
+
+def show_images(images: torch.Tensor | np.ndarray, labels: Sequence | None = None, ncols: int = 10,
+                title: str = "Images") -> Figure:
+    """A grid of images ``(N, C, H, W)`` or ``(N, H, W)``, each captioned by its label."""
+    x = torch.as_tensor(images).detach().cpu().float()
+    if x.dim() == 4:
+        x = x.permute(0, 2, 3, 1)
+        if x.shape[-1] == 1:
+            x = x[..., 0]
+    if x.dim() not in (3, 4):
+        raise ValueError(f"images must have shape (N, C, H, W) or (N, H, W), got {tuple(torch.as_tensor(images).shape)}")
+    n = len(x)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = new_figure(nrows, min(ncols, n), size=(1.1 * min(ncols, n), 1.25 * nrows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(x[i].clamp(0, 1).numpy(), cmap="gray_r" if x.dim() == 3 else None)
+            if labels is not None:
+                ax.set_title(str(labels[i]), fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_spectrogram(logmel: torch.Tensor | np.ndarray, ax=None, title: str = "Log-mel spectrogram",
+                     hop_s: float = 0.01):
+    """Draw a log-mel spectrogram ``(n_mels, frames)`` with time in seconds; returns the axes' figure."""
+    x = np.asarray(torch.as_tensor(logmel).detach().cpu())
+    if x.ndim != 2:
+        raise ValueError(f"logmel must have shape (n_mels, frames), got {x.shape}")
+    if ax is None:
+        fig, ax = new_figure()
+    im = ax.imshow(x, origin="lower", aspect="auto", extent=(0, x.shape[1] * hop_s, 0, x.shape[0]), cmap="magma")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mel band")
+    ax.set_title(title)
+    ax.figure.colorbar(im, ax=ax, label="log power")
+    return ax.figure
+
+
+def plot_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str,
+                title: str, errors: Mapping[str, Sequence[float]] | None = None, logx: bool = False,
+                logy: bool = False, hline: Mapping[str, float] | None = None, ax=None) -> Figure:
+    """Several named curves over the same x, with optional error bars and horizontal reference lines."""
+    if ax is None:
+        fig, ax = new_figure(size=(5.5, 3.6))
+    for name, y in curves.items():
+        if len(y) != len(x):
+            raise ValueError(f"curve {name!r} has {len(y)} points but x has {len(x)}")
+        err = None if errors is None else errors.get(name)
+        ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, label=name)
+    for name, v in (hline or {}).items():
+        ax.axhline(v, ls="--", lw=1, color="gray")
+        ax.annotate(name, (ax.get_xlim()[0], v), fontsize=8, color="gray", va="bottom")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax.figure
+
+
+def bar_chart(values: Mapping[str, float], *, ylabel: str, title: str, errors: Mapping[str, float] | None = None,
+              ref: float | None = None, ref_label: str = "chance", ax=None) -> Figure:
+    """Bars for named values with optional error bars and a dashed reference line (e.g. chance)."""
+    if ax is None:
+        fig, ax = new_figure(size=(5.5, 3.4))
+    names = list(values)
+    err = [errors[n] for n in names] if errors else None
+    ax.bar(names, [values[n] for n in names], yerr=err, capsize=4, color="tab:blue", alpha=0.8)
+    if ref is not None:
+        ax.axhline(ref, ls="--", color="gray", lw=1, label=ref_label)
+        ax.legend()
+    ax.set(ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", rotation=20)
+    return ax.figure
+
+
+def avdigits_sample_figure(index: int = 0, image_noise: float = 0.0, audio_noise: float = 0.0,
+                           text_noise: float = 0.0, split: str = "train") -> Figure:
+    """Lesson 0's browser: one AV-Digits item (image, log-mel spectrogram, caption) at the given noise levels."""
+    from .data import load_audio_clips, load_avdigits
+
+    ds = load_avdigits(split, image_noise=image_noise, audio_noise=audio_noise, text_noise=text_noise)
+    if not 0 <= index < len(ds):
+        raise ValueError(f"index must be in [0, {len(ds)}), got {index}")
+    item = ds[index]
+    fig, (a1, a2) = new_figure(1, 2, size=(8.5, 3.2), width_ratios=[1, 2.2])
+    a1.imshow(item["image"][0].clamp(0, 1).numpy(), cmap="gray_r")
+    a1.set_title(f"image (8×8 px), label {int(item['label'])}")
+    a1.set_xlabel("x (px)")
+    a1.set_ylabel("y (px)")
+    n = int(item["audio_len"])
+    voice = load_audio_clips()["voice_names"][int(item["voice"])]
+    plot_spectrogram(item["audio"][:, :n], ax=a2, title=f"speech, voice {voice}")
+    fig.suptitle(f"{split}[{index}] — caption: “{item['text']}”")
+    return fig
