@@ -98,8 +98,10 @@ def main() -> None:
     arrays = build()
     np.savez_compressed(args.out, **arrays)
     secs = arrays["length"] / SAMPLE_RATE
-    print(f"wrote {args.out}: {len(secs)} clips, {secs.min():.2f}-{secs.max():.2f} s, "
-          f"{args.out.stat().st_size / 1e6:.2f} MB")
+    print(
+        f"wrote {args.out}: {len(secs)} clips, {secs.min():.2f}-{secs.max():.2f} s, "
+        f"{args.out.stat().st_size / 1e6:.2f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -53,11 +53,15 @@ def check_tensor(
             elif want != got:
                 raise ValueError(f"{name} must have shape {_fmt_shape(shape)}, got {tuple(x.shape)} (dim {i})")
     if dtype is not None:
-        ok = {
-            "float": x.is_floating_point(),
-            "int": not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool,
-            "bool": x.dtype == torch.bool,
-        }.get(dtype, x.dtype == dtype) if isinstance(dtype, str) else x.dtype == dtype
+        ok = (
+            {
+                "float": x.is_floating_point(),
+                "int": not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool,
+                "bool": x.dtype == torch.bool,
+            }.get(dtype, x.dtype == dtype)
+            if isinstance(dtype, str)
+            else x.dtype == dtype
+        )
         if not ok:
             raise TypeError(f"{name} must have dtype {dtype}, got {x.dtype}")
     if finite and x.is_floating_point() and x.numel() and not torch.isfinite(x).all():

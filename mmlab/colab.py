@@ -15,7 +15,7 @@ REPO_URL = f"https://github.com/{REPO_SLUG}"
 
 def colab_cell_source() -> str:
     """The exact source of each notebook's first code cell."""
-    return f'''# Colab only: fetch the course (package + data) and install it, keeping Colab's torch. Elsewhere: nothing.
+    return f'''# Colab only: fetch the course (package + data), install it, keep Colab's torch. Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:

@@ -60,9 +60,16 @@ _TEMPLATES = (
     "a small {w} written by hand",
 )
 _MISSPELLINGS = {
-    "zero": ("zer0", "zeero"), "one": ("won", "onee"), "two": ("tow", "twoo"), "three": ("thre", "tree"),
-    "four": ("fuor", "for"), "five": ("fiv", "fife"), "six": ("sixx", "sicks"), "seven": ("sevn", "seveen"),
-    "eight": ("eigth", "ate"), "nine": ("nien", "nine9"),
+    "zero": ("zer0", "zeero"),
+    "one": ("won", "onee"),
+    "two": ("tow", "twoo"),
+    "three": ("thre", "tree"),
+    "four": ("fuor", "for"),
+    "five": ("fiv", "fife"),
+    "six": ("sixx", "sicks"),
+    "seven": ("sevn", "seveen"),
+    "eight": ("eigth", "ate"),
+    "nine": ("nien", "nine9"),
 }
 _UNINFORMATIVE = ("a handwritten digit", "some number", "a scanned numeral", "a digit written by hand", "a number")
 
@@ -170,8 +177,16 @@ class AVDigits(Dataset):
         """A new AVDigits holding only the items at ``idx``."""
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
         return AVDigits(
-            self.split, self.audio_format, self.image[idx], self.audio[idx], self.audio_len[idx],
-            [self.text[i] for i in idx.tolist()], self.label[idx], self.voice[idx], self.clip[idx], dict(self.noise),
+            self.split,
+            self.audio_format,
+            self.image[idx],
+            self.audio[idx],
+            self.audio_len[idx],
+            [self.text[i] for i in idx.tolist()],
+            self.label[idx],
+            self.voice[idx],
+            self.clip[idx],
+            dict(self.noise),
         )
 
 
@@ -226,12 +241,14 @@ def load_avdigits(
 
     sr = int(clips["sample_rate"])
     hop = 80
-    n_frames = {"logmel": int(clips["length"].max()) // hop + 1, "mfcc_stats": 1, "waveform": int(clips["length"].max())}[
-        audio_format
-    ]
+    n_frames = {
+        "logmel": int(clips["length"].max()) // hop + 1,
+        "mfcc_stats": 1,
+        "waveform": int(clips["length"].max()),
+    }[audio_format]
     feats, lens = [], []
     cache: dict[int, np.ndarray] = {}
-    for i, c in enumerate(chosen):
+    for c in chosen:
         wave = _clip_wave(clips, c)
         if audio_noise > 0:
             rms = np.sqrt(np.mean(wave**2))
@@ -242,8 +259,11 @@ def load_avdigits(
                 cache[c] = _audio_features(wave, audio_format, sr, n_frames)
             feats.append(cache[c])
         n = len(wave)
-        lens.append({"logmel": min(max(1, (max(n, 256) - 256) // hop + 1), n_frames), "mfcc_stats": 1,
-                     "waveform": n}[audio_format])
+        lens.append(
+            {"logmel": min(max(1, (max(n, 256) - 256) // hop + 1), n_frames), "mfcc_stats": 1, "waveform": n}[
+                audio_format
+            ]
+        )
 
     texts = [make_caption(int(y), text_rng, text_noise) for y in labels]
     return AVDigits(
@@ -271,8 +291,9 @@ def standardize(train: torch.Tensor, *others: torch.Tensor, dim: int = 0, eps: f
     out = [(train - mean) / (std + eps)]
     for i, x in enumerate(others):
         if x.shape[1:] != train.shape[1:]:
-            raise ValueError(f"others[{i}] must have shape (*, {', '.join(map(str, train.shape[1:]))}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"others[{i}] must have shape (*, {', '.join(map(str, train.shape[1:]))}), got {tuple(x.shape)}"
+            )
         out.append((x - mean) / (std + eps))
     return tuple(out)
 

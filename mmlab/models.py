@@ -45,7 +45,12 @@ class MLPEncoder(nn.Module):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim), nn.ReLU()
+            nn.Flatten(),
+            nn.Linear(in_dim, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, out_dim),
+            nn.ReLU(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,9 +67,15 @@ class ImageCNN(nn.Module):
         super().__init__()
         self.in_channels, self.out_dim = in_channels, out_dim
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, out_dim), nn.ReLU(),
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * width, out_dim),
+            nn.ReLU(),
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -127,8 +138,13 @@ class MultimodalClassifier(nn.Module):
     modality, positionally in the order of ``encoders`` (a tuple input is unpacked into that encoder).
     """
 
-    def __init__(self, encoders: Mapping[str, nn.Module], num_classes: int, fusion: nn.Module | None = None,
-                 fused_dim: int | None = None):
+    def __init__(
+        self,
+        encoders: Mapping[str, nn.Module],
+        num_classes: int,
+        fusion: nn.Module | None = None,
+        fused_dim: int | None = None,
+    ):
         super().__init__()
         if len(encoders) < 1:
             raise ValueError("encoders must name at least one modality")
@@ -144,7 +160,9 @@ class MultimodalClassifier(nn.Module):
 
     def features(self, *inputs) -> list[torch.Tensor]:
         if len(inputs) != len(self.modalities):
-            raise ValueError(f"expected {len(self.modalities)} inputs ({', '.join(self.modalities)}), got {len(inputs)}")
+            raise ValueError(
+                f"expected {len(self.modalities)} inputs ({', '.join(self.modalities)}), got {len(inputs)}"
+            )
         return [
             self.encoders[m](*x) if isinstance(x, (tuple, list)) else self.encoders[m](x)
             for m, x in zip(self.modalities, inputs)

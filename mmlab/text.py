@@ -99,8 +99,9 @@ class PretrainedTextEncoder(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, got a single str (wrap it in a list)")
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                               return_tensors="pt")
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         device = next(self.model.parameters()).device
         return {k: v.to(device) for k, v in batch.items()}
 

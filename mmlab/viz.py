@@ -9,8 +9,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "plot_history", "show_images", "plot_spectrogram", "plot_curves", "bar_chart",
-           "avdigits_sample_figure"]
+__all__ = [
+    "new_figure",
+    "plot_history",
+    "show_images",
+    "plot_spectrogram",
+    "plot_curves",
+    "bar_chart",
+    "avdigits_sample_figure",
+]
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] | None = None, **kwargs):
@@ -38,8 +45,9 @@ def plot_history(history, title: str = "Training history") -> Figure:
     return fig
 
 
-def show_images(images: torch.Tensor | np.ndarray, labels: Sequence | None = None, ncols: int = 10,
-                title: str = "Images") -> Figure:
+def show_images(
+    images: torch.Tensor | np.ndarray, labels: Sequence | None = None, ncols: int = 10, title: str = "Images"
+) -> Figure:
     """A grid of images ``(N, C, H, W)`` or ``(N, H, W)``, each captioned by its label."""
     x = torch.as_tensor(images).detach().cpu().float()
     if x.dim() == 4:
@@ -47,7 +55,9 @@ def show_images(images: torch.Tensor | np.ndarray, labels: Sequence | None = Non
         if x.shape[-1] == 1:
             x = x[..., 0]
     if x.dim() not in (3, 4):
-        raise ValueError(f"images must have shape (N, C, H, W) or (N, H, W), got {tuple(torch.as_tensor(images).shape)}")
+        raise ValueError(
+            f"images must have shape (N, C, H, W) or (N, H, W), got {tuple(torch.as_tensor(images).shape)}"
+        )
     n = len(x)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig, axes = new_figure(nrows, min(ncols, n), size=(1.1 * min(ncols, n), 1.25 * nrows + 0.4), squeeze=False)
@@ -61,8 +71,9 @@ def show_images(images: torch.Tensor | np.ndarray, labels: Sequence | None = Non
     return fig
 
 
-def plot_spectrogram(logmel: torch.Tensor | np.ndarray, ax=None, title: str = "Log-mel spectrogram",
-                     hop_s: float = 0.01):
+def plot_spectrogram(
+    logmel: torch.Tensor | np.ndarray, ax=None, title: str = "Log-mel spectrogram", hop_s: float = 0.01
+):
     """Draw a log-mel spectrogram ``(n_mels, frames)`` with time in seconds; returns the axes' figure."""
     x = np.asarray(torch.as_tensor(logmel).detach().cpu())
     if x.ndim != 2:
@@ -77,9 +88,19 @@ def plot_spectrogram(logmel: torch.Tensor | np.ndarray, ax=None, title: str = "L
     return ax.figure
 
 
-def plot_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str,
-                title: str, errors: Mapping[str, Sequence[float]] | None = None, logx: bool = False,
-                logy: bool = False, hline: Mapping[str, float] | None = None, ax=None) -> Figure:
+def plot_curves(
+    x: Sequence[float],
+    curves: Mapping[str, Sequence[float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    errors: Mapping[str, Sequence[float]] | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    hline: Mapping[str, float] | None = None,
+    ax=None,
+) -> Figure:
     """Several named curves over the same x, with optional error bars and horizontal reference lines."""
     if ax is None:
         fig, ax = new_figure(size=(5.5, 3.6))
@@ -101,8 +122,16 @@ def plot_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xl
     return ax.figure
 
 
-def bar_chart(values: Mapping[str, float], *, ylabel: str, title: str, errors: Mapping[str, float] | None = None,
-              ref: float | None = None, ref_label: str = "chance", ax=None) -> Figure:
+def bar_chart(
+    values: Mapping[str, float],
+    *,
+    ylabel: str,
+    title: str,
+    errors: Mapping[str, float] | None = None,
+    ref: float | None = None,
+    ref_label: str = "chance",
+    ax=None,
+) -> Figure:
     """Bars for named values with optional error bars and a dashed reference line (e.g. chance)."""
     if ax is None:
         fig, ax = new_figure(size=(5.5, 3.4))
@@ -117,8 +146,9 @@ def bar_chart(values: Mapping[str, float], *, ylabel: str, title: str, errors: M
     return ax.figure
 
 
-def avdigits_sample_figure(index: int = 0, image_noise: float = 0.0, audio_noise: float = 0.0,
-                           text_noise: float = 0.0, split: str = "train") -> Figure:
+def avdigits_sample_figure(
+    index: int = 0, image_noise: float = 0.0, audio_noise: float = 0.0, text_noise: float = 0.0, split: str = "train"
+) -> Figure:
     """Lesson 0's browser: one AV-Digits item (image, log-mel spectrogram, caption) at the given noise levels."""
     from .data import load_audio_clips, load_avdigits
 

@@ -22,8 +22,9 @@ def test_fit_learns_and_records_history():
     x, y = _toy()
     loader = make_loader(x, y, batch_size=32, shuffle=True)
     model = _model()
-    hist = fit(model, loader, epochs=15, lr=1e-2, val_loader=make_loader(x, y, batch_size=64), progress=False,
-               device="cpu")
+    hist = fit(
+        model, loader, epochs=15, lr=1e-2, val_loader=make_loader(x, y, batch_size=64), progress=False, device="cpu"
+    )
     assert isinstance(hist, History) and hist.epochs == 15
     assert hist["train_loss"][-1] < hist["train_loss"][0]
     assert hist.last("val_acc") > 0.9
@@ -41,8 +42,7 @@ def test_checkpoint_resume_reproduces_uninterrupted_run(tmp_path):
             seed_everything(0)
             model = _model()
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        fit(model, loader, epochs=epochs, optimizer=opt, checkpoint=ckpt, resume=resume, progress=False,
-            device="cpu")
+        fit(model, loader, epochs=epochs, optimizer=opt, checkpoint=ckpt, resume=resume, progress=False, device="cpu")
         return model
 
     straight = run(6)
@@ -63,8 +63,16 @@ def test_clip_grad_norm_and_hook():
     model = nn.Linear(4, 2)
     with torch.no_grad():
         model.weight.mul_(100)
-    fit(model, make_loader(x, y, batch_size=64), epochs=1, lr=0.0, clip_grad_norm=1e-3, after_backward=hook,
-        progress=False, device="cpu")
+    fit(
+        model,
+        make_loader(x, y, batch_size=64),
+        epochs=1,
+        lr=0.0,
+        clip_grad_norm=1e-3,
+        after_backward=hook,
+        progress=False,
+        device="cpu",
+    )
     assert len(norms) == 1 and norms[0] > 1e-3
     after_clip = torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item()
     assert after_clip == pytest.approx(1e-3, rel=1e-3)
