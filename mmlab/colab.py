@@ -22,8 +22,9 @@ if "google.colab" in sys.modules:
     import os
     import subprocess
 
+    REPO_URL = "{REPO_URL}"
     if not os.path.isdir("/content/mmlab"):
-        subprocess.run(["git", "clone", "--depth", "1", "{REPO_URL}", "/content/mmlab"], check=True)
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/mmlab"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mmlab[course]"], check=True)
     sys.path.insert(0, "/content/mmlab")
     os.chdir("/content/mmlab/notebooks")'''
