@@ -224,6 +224,7 @@ def fit(
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             scaler.step(optimizer)
             scaler.update()
+            y = y[0] if isinstance(y, (tuple, list)) else y  # extra targets (e.g. a teacher's logits) ride along
             n = len(y)
             total += n
             loss_sum += loss.item() * n

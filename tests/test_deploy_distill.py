@@ -1,0 +1,55 @@
+import pytest
+import torch
+from torch import nn
+
+from mmlab import seed_everything
+from mmlab.deploy import distill, distillation_loss
+from mmlab.train import evaluate, fit, make_loader
+
+
+@pytest.mark.parametrize("t", [1.0, 2.0, 8.0])
+def test_distillation_loss_zero_soft_term_when_student_equals_teacher(t):
+    z = torch.randn(6, 5)
+    y = torch.randint(0, 5, (6,))
+    assert distillation_loss(z, z, y, temperature=t, alpha=1.0).abs().item() < 1e-6
+    ce = nn.functional.cross_entropy(z, y)
+    assert torch.allclose(distillation_loss(z, z, y, temperature=t, alpha=0.3), 0.7 * ce)
+
+
+def test_distillation_loss_matches_formula():
+    zs, zt, y, t = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), 3.0
+    p_t = torch.softmax(zt / t, -1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(zs / t, -1))).sum(-1).mean()
+    ref = 0.4 * nn.functional.cross_entropy(zs, y) + 0.6 * t * t * kl
+    assert torch.allclose(distillation_loss(zs, zt, y, temperature=t, alpha=0.6), ref, atol=1e-6)
+
+
+def test_distillation_loss_errors():
+    with pytest.raises(ValueError, match="teacher_logits must have shape"):
+        distillation_loss(torch.randn(4, 3), torch.randn(4, 5), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="temperature"):
+        distillation_loss(torch.randn(4, 3), torch.randn(4, 3), torch.zeros(4, dtype=torch.long), temperature=0)
+    with pytest.raises(ValueError, match="alpha"):
+        distillation_loss(torch.randn(4, 3), torch.randn(4, 3), torch.zeros(4, dtype=torch.long), alpha=1.5)
+
+
+def test_distill_trains_student_toward_teacher():
+    seed_everything(0)
+    x = torch.randn(512, 8)
+    y = (x[:, :2].sum(1) > 0).long()
+    teacher = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 2))
+    fit(teacher, make_loader(x, y, batch_size=64, shuffle=True), epochs=10, lr=1e-2, progress=False, device="cpu")
+    student = nn.Linear(8, 2)
+    hist = distill(
+        student,
+        teacher,
+        make_loader(x, y, batch_size=64, shuffle=True),
+        epochs=10,
+        lr=1e-2,
+        val_loader=make_loader(x, y, batch_size=256),
+        progress=False,
+        device="cpu",
+    )
+    assert hist.last("val_acc") > 0.9
+    assert evaluate(student, make_loader(x, y))["accuracy"] > 0.9
+    assert all(not p.requires_grad for p in teacher.parameters())
