@@ -195,6 +195,9 @@ def fit(
         if ckpt is None or not ckpt.exists():
             raise FileNotFoundError(f"resume=True but checkpoint {ckpt} does not exist")
         state = torch.load(ckpt, map_location=device, weights_only=False)
+        missing = {"model", "optimizer", "scheduler", "scaler", "history", "epoch", "rng"} - set(state)
+        if missing:
+            raise KeyError(f"checkpoint {ckpt} lacks {sorted(missing)}: it was not written by mmlab.train.fit")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:

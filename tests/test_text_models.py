@@ -65,3 +65,10 @@ def test_multimodal_classifier():
 def test_masked_mean():
     x = torch.tensor([[[1.0], [3.0], [100.0]]])
     assert masked_mean(x, torch.tensor([[True, True, False]])).item() == 2.0
+
+
+def test_hub_failure_falls_back_to_packaged_model(capsys):
+    enc = load_text_encoder("bert-base-uncased", offline=False)
+    out = capsys.readouterr().out
+    assert "could not load 'bert-base-uncased' from the hub" in out
+    assert enc.source.startswith("packaged:") and enc.dim == 384

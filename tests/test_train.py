@@ -89,3 +89,10 @@ def test_fit_errors():
     with pytest.raises(FloatingPointError, match="loss became"):
         bad = nn.Linear(4, 2)
         fit(bad, make_loader(x * float("inf"), y), epochs=1, progress=False, device="cpu")
+
+
+def test_resume_rejects_foreign_checkpoint(tmp_path):
+    x, y = _toy(8)
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(KeyError, match="lacks"):
+        fit(_model(), make_loader(x, y), epochs=1, resume=True, checkpoint=tmp_path / "other.pt", device="cpu")
