@@ -1,0 +1,424 @@
+"""Fusion: how the features of several modalities become one vector, and what each way costs.
+
+Every fusion module takes one feature tensor per modality, ``forward(z_1, ..., z_M)`` with ``z_m`` of shape
+``(B, d_m)``, returns ``(B, out_dim)`` and exposes ``out_dim``, so it plugs into
+``mmlab.models.MultimodalClassifier(encoders, num_classes, fusion=...)``.
+
+* :class:`ConcatFusion` and :class:`LateFusion` are *additive*: the output is a sum of one term per modality,
+  so a linear read-out of it can never model an interaction between modalities (an XOR).
+* :class:`GatedFusion` (Arevalo et al. 2017) lets one modality's features gate another's: a weak, learned
+  multiplicative interaction.
+* :class:`TensorFusion` (Zadeh et al. 2017) takes the outer product of ``[z_m; 1]``: every unimodal, bimodal, ...,
+  M-modal product term, at a cost of ``Π(d_m + 1)`` values per sample.
+* :class:`LowRankFusion` (Liu et al. 2018) computes the same kind of output with a rank-``r`` weight, without ever
+  forming the tensor: ``r·out_dim·Σ(d_m + 1)`` parameters instead of ``out_dim·Π(d_m + 1)``.
+
+:func:`fusion_complexity` gives parameters, multiply-adds and activation sizes in closed form;
+:func:`saved_activation_bytes` measures what a module really keeps for its backward pass;
+:func:`fusion_task` builds the lesson's interaction task from AV-Digits; :func:`fusion_tradeoff_figure` is the
+lesson's widget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checks import check_choice, check_tensor
+
+__all__ = [
+    "ConcatFusion",
+    "LateFusion",
+    "GatedFusion",
+    "TensorFusion",
+    "LowRankFusion",
+    "FUSIONS",
+    "make_fusion",
+    "fusion_complexity",
+    "saved_activation_bytes",
+    "fusion_task",
+    "fusion_tradeoff_figure",
+]
+
+FUSIONS = ("concat", "late", "gated", "tensor", "lowrank")
+
+
+def _check_dims(input_dims: Sequence[int], min_modalities: int = 1) -> tuple[int, ...]:
+    dims = tuple(input_dims) if isinstance(input_dims, (list, tuple)) else None
+    if dims is None or len(dims) < min_modalities or not all(isinstance(d, int) and d >= 1 for d in dims):
+        raise ValueError(
+            f"input_dims must be a list of at least {min_modalities} positive ints (one width per modality), "
+            f"got {input_dims!r}"
+        )
+    return dims
+
+
+def _check_out_dim(out_dim: int) -> int:
+    if not isinstance(out_dim, int) or out_dim < 1:
+        raise ValueError(f"out_dim must be a positive int, got {out_dim!r}")
+    return out_dim
+
+
+def _check_features(features: Sequence[torch.Tensor], dims: tuple[int, ...]) -> list[torch.Tensor]:
+    if len(features) != len(dims):
+        raise ValueError(
+            f"expected {len(dims)} feature tensors (one per modality, widths {list(dims)}), got {len(features)}"
+        )
+    sizes: dict[str, int] = {}
+    return [
+        check_tensor(f"features[{m}]", z, ("B", d), dtype="float", sizes=sizes)
+        for m, (z, d) in enumerate(zip(features, dims))
+    ]
+
+
+class ConcatFusion(nn.Module):
+    """Early fusion by concatenation: ``h = [z_1; ...; z_M]``, or ``h = W[z_1; ...; z_M] + b`` with ``out_dim``.
+
+    Either way ``h`` is a sum of one term per modality (``W[z_1; z_2] = W_1 z_1 + W_2 z_2``), so a linear head on
+    it is additive across modalities and cannot represent an interaction such as XOR. (A hidden layer *after*
+    the concatenation can learn one; that is what deeper "early fusion" networks do.)
+    """
+
+    def __init__(self, input_dims: Sequence[int], out_dim: int | None = None):
+        super().__init__()
+        self.input_dims = _check_dims(input_dims)
+        self.proj = None if out_dim is None else nn.Linear(sum(self.input_dims), _check_out_dim(out_dim))
+        self.out_dim = sum(self.input_dims) if out_dim is None else out_dim
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        h = torch.cat(_check_features(features, self.input_dims), dim=-1)
+        return h if self.proj is None else self.proj(h)
+
+
+class LateFusion(nn.Module):
+    """Decision-level (late) fusion: ``h = (1/M) Σ_m (W_m z_m + b_m)``.
+
+    With ``out_dim`` equal to the number of classes, each ``W_m z_m + b_m`` is one modality's own classifier and
+    their logits are averaged (as in ensembles of unimodal models, e.g. Simonyan & Zisserman 2014's two-stream
+    networks). Additive across modalities, like concatenation.
+    """
+
+    def __init__(self, input_dims: Sequence[int], out_dim: int):
+        super().__init__()
+        self.input_dims = _check_dims(input_dims)
+        self.out_dim = _check_out_dim(out_dim)
+        self.heads = nn.ModuleList(nn.Linear(d, out_dim) for d in self.input_dims)
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        zs = _check_features(features, self.input_dims)
+        return torch.stack([head(z) for head, z in zip(self.heads, zs)]).mean(0)
+
+
+class GatedFusion(nn.Module):
+    """Gated multimodal unit (GMU; Arevalo et al., 2017), for any number of modalities.
+
+    ``h_m = tanh(W_m z_m + b_m)``, gates ``g = softmax_m(U [z_1; ...; z_M] + c)`` (per output unit, over the
+    modalities; for M = 2 this is the paper's ``σ``-gate ``g·h_1 + (1-g)·h_2``), and ``h = Σ_m g_m ⊙ h_m``.
+    The gate of one modality depends on all of them, so this is a (weak) multiplicative interaction.
+    """
+
+    def __init__(self, input_dims: Sequence[int], out_dim: int):
+        super().__init__()
+        self.input_dims = _check_dims(input_dims)
+        self.out_dim = _check_out_dim(out_dim)
+        self.proj = nn.ModuleList(nn.Linear(d, out_dim) for d in self.input_dims)
+        self.gate = nn.Linear(sum(self.input_dims), len(self.input_dims) * out_dim)
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        zs = _check_features(features, self.input_dims)
+        h = torch.stack([torch.tanh(p(z)) for p, z in zip(self.proj, zs)], dim=1)  # (B, M, out)
+        g = self.gate(torch.cat(zs, dim=-1)).view(-1, len(zs), self.out_dim).softmax(dim=1)
+        return (g * h).sum(1)
+
+
+def _with_one(z: torch.Tensor) -> torch.Tensor:
+    return torch.cat([z, z.new_ones(z.shape[0], 1)], dim=-1)
+
+
+class TensorFusion(nn.Module):
+    """Tensor fusion (TFN; Zadeh et al., EMNLP 2017): ``h = W · vec([z_1; 1] ⊗ [z_2; 1] ⊗ ... ⊗ [z_M; 1])``.
+
+    The appended 1 puts every lower-order term in the tensor: its slices hold ``z_m`` itself (unimodal terms),
+    every pairwise product ``z_m ⊗ z_n`` (bimodal), ..., and the constant 1 (so no separate bias is needed).
+    ``weight`` has shape ``(out_dim, d_1 + 1, ..., d_M + 1)``: ``out_dim·Π(d_m + 1)`` parameters, and each
+    sample's tensor holds ``Π(d_m + 1)`` values, which is the method's cost.
+    """
+
+    def __init__(self, input_dims: Sequence[int], out_dim: int):
+        super().__init__()
+        self.input_dims = _check_dims(input_dims, 2)
+        self.out_dim = _check_out_dim(out_dim)
+        shape = (out_dim, *(d + 1 for d in self.input_dims))
+        fan_in = math.prod(shape[1:])
+        self.weight = nn.Parameter(torch.empty(shape).uniform_(-1, 1) / math.sqrt(fan_in))
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor) -> TensorFusion:
+        """A TensorFusion whose weight is ``weight`` ``(out_dim, d_1 + 1, ..., d_M + 1)``, e.g.
+        :meth:`LowRankFusion.full_weight`."""
+        check_tensor("weight", weight, dtype="float")
+        if weight.dim() < 3 or min(weight.shape[1:]) < 2:
+            raise ValueError(
+                f"weight must have shape (out_dim, d_1 + 1, ..., d_M + 1) with M >= 2, got {tuple(weight.shape)}"
+            )
+        module = cls([s - 1 for s in weight.shape[1:]], weight.shape[0])
+        with torch.no_grad():
+            module.weight.copy_(weight)
+        return module.to(weight.device)
+
+    def fused_tensor(self, *features: torch.Tensor) -> torch.Tensor:
+        """``vec([z_1; 1] ⊗ ... ⊗ [z_M; 1])`` per sample: ``(B, Π(d_m + 1))``, row-major (last modality fastest)."""
+        zs = _check_features(features, self.input_dims)
+        t = _with_one(zs[0])
+        for z in zs[1:]:
+            t = (t.unsqueeze(-1) * _with_one(z).unsqueeze(1)).flatten(1)
+        return t
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        return self.fused_tensor(*features) @ self.weight.flatten(1).t()
+
+
+class LowRankFusion(nn.Module):
+    """Low-rank multimodal fusion (LMF; Liu et al., ACL 2018): ``h = Σ_{r=1..R} ⊙_m (W_m^(r) [z_m; 1])``.
+
+    It equals :class:`TensorFusion` with the rank-R weight ``W = Σ_r w_1^(r) ⊗ ... ⊗ w_M^(r)`` (one ``out_dim``
+    slice at a time; :meth:`full_weight` builds it) but never forms the ``Π(d_m + 1)`` tensor: one matmul per
+    modality, an elementwise product and a sum over the rank. ``factors[m]`` has shape ``(d_m + 1, R, out_dim)``
+    (``factors[m][:, r].T`` is ``W_m^(r)``): ``R·out_dim·Σ(d_m + 1)`` parameters, no others. (The official code
+    adds per-rank weights and a bias; both are redundant with the factors and the appended 1.) The appended 1 is
+    never concatenated: ``W [z; 1] = W[:-1] z + W[-1]`` is one fused multiply-add.
+    """
+
+    def __init__(self, input_dims: Sequence[int], out_dim: int, rank: int):
+        super().__init__()
+        self.input_dims = _check_dims(input_dims, 2)
+        self.out_dim = _check_out_dim(out_dim)
+        if not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"rank must be a positive int, got {rank!r}")
+        self.rank = rank
+        # each modality's term a_m = W_m [z; 1] starts with variance ~1 per unit; the first is scaled by
+        # 1/sqrt(R) so that the sum over the rank does not grow with R
+        self.factors = nn.ParameterList(
+            nn.Parameter(torch.randn(d + 1, rank, out_dim) / math.sqrt((d + 1) * (rank if m == 0 else 1)))
+            for m, d in enumerate(self.input_dims)
+        )
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        zs = _check_features(features, self.input_dims)
+        prod = None
+        for z, w in zip(zs, self.factors):
+            w = w.flatten(1)  # (d + 1, R·out)
+            a = torch.addmm(w[-1], z, w[:-1])  # [z; 1] @ w without concatenating the 1
+            prod = a if prod is None else prod * a
+        return prod.view(-1, self.rank, self.out_dim).sum(1)
+
+    def full_weight(self) -> torch.Tensor:
+        """The equivalent :class:`TensorFusion` weight ``(out_dim, d_1 + 1, ..., d_M + 1)``:
+        ``W[h] = Σ_r W_1^(r)[h] ⊗ ... ⊗ W_M^(r)[h]`` (forms the full tensor; for checks and small widths)."""
+        letters = "abcdefghijklmnopqstuvwxyz"  # r and h are the rank and output indices
+        if len(self.factors) > len(letters):
+            raise ValueError(f"full_weight supports at most {len(letters)} modalities")
+        idx = letters[: len(self.factors)]
+        spec = ",".join(f"{i}rh" for i in idx) + f"->h{idx}"
+        return torch.einsum(spec, *self.factors)
+
+
+def make_fusion(kind: str, input_dims: Sequence[int], out_dim: int, rank: int = 4) -> nn.Module:
+    """A fusion module by name: ``"concat"`` (with a linear projection to ``out_dim``), ``"late"``,
+    ``"gated"``, ``"tensor"`` or ``"lowrank"`` (with ``rank``)."""
+    check_choice("kind", kind, FUSIONS)
+    if kind == "concat":
+        return ConcatFusion(input_dims, out_dim)
+    if kind == "late":
+        return LateFusion(input_dims, out_dim)
+    if kind == "gated":
+        return GatedFusion(input_dims, out_dim)
+    if kind == "tensor":
+        return TensorFusion(input_dims, out_dim)
+    return LowRankFusion(input_dims, out_dim, rank)
+
+
+def fusion_complexity(
+    kind: str, input_dims: Sequence[int], out_dim: int, rank: int = 4, batch: int = 1, bytes_per_value: int = 4
+) -> dict[str, float]:
+    """Closed-form cost of one fusion layer at widths ``input_dims`` (as built by :func:`make_fusion`).
+
+    Returns ``params``; ``macs``, the multiply-adds of one forward pass per sample (matmuls and elementwise
+    products; activation functions and softmax not counted); ``activations``, the values per sample that
+    autograd keeps for the backward pass (the input features and parameters not counted; what
+    :func:`saved_activation_bytes` measures when the features require grad); and
+    ``activation_bytes = activations · batch · bytes_per_value``. With ``D_m = d_m + 1`` and prefix products
+    ``P_k = D_1···D_k``: TFN has ``out·P_M`` parameters and keeps ``Σ_k P_k + Σ_{m≥2} D_m`` values (the fused
+    tensor ``P_M`` dominates); LMF has ``R·out·Σ D_m`` parameters and keeps ``2(M-1)·R·out`` values.
+    """
+    check_choice("kind", kind, FUSIONS)
+    dims = _check_dims(input_dims, 2 if kind in ("tensor", "lowrank") else 1)
+    out = _check_out_dim(out_dim)
+    if kind == "lowrank" and (not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"rank must be a positive int, got {rank!r}")
+    M, S, D = len(dims), sum(dims), [d + 1 for d in dims]
+    if kind == "concat":
+        params, macs, acts = out * S + out, out * S, S
+    elif kind == "late":
+        params, macs, acts = out * S + M * out, out * S, 0
+    elif kind == "gated":
+        params = out * S + M * out + S * M * out + M * out
+        macs = out * S + S * M * out + M * out
+        acts = S + 3 * M * out
+    elif kind == "tensor":
+        prefix = [math.prod(D[: k + 1]) for k in range(M)]
+        params = out * prefix[-1]
+        macs = out * prefix[-1] + sum(prefix[1:])
+        acts = sum(prefix) + sum(D[1:])
+    else:
+        params = rank * out * sum(D)
+        macs = rank * out * sum(D) + M * rank * out  # M-1 products and the sum over the rank
+        acts = 2 * (M - 1) * rank * out
+    return {
+        "params": float(params),
+        "macs": float(macs),
+        "activations": float(acts),
+        "activation_bytes": float(acts) * batch * bytes_per_value,
+    }
+
+
+def saved_activation_bytes(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """Bytes of the tensors that autograd saves for the backward pass of ``module(*inputs)`` (measured).
+
+    Uses ``torch.autograd.graph.saved_tensors_hooks``; tensors are counted once each (by storage), parameters
+    and the inputs themselves are not counted. Works on any device; on CUDA
+    ``torch.cuda.max_memory_allocated`` gives the allocator's peak as well.
+    """
+    skip = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    skip |= {x.untyped_storage().data_ptr() for x in inputs if isinstance(x, torch.Tensor)}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in skip:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(*inputs)
+    return int(sum(seen.values()))
+
+
+@lru_cache(maxsize=8)
+def _mfcc_split(split: str, image_noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from .data import load_avdigits
+
+    ds = load_avdigits(split, audio_format="mfcc_stats", image_noise=image_noise, seed=seed)
+    return ds.image, ds.audio, ds.label
+
+
+def fusion_task(
+    split: str = "train", *, task: str = "parity", pairs_per_image: int = 1, image_noise: float = 0.0, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Image–speech pairs from AV-Digits for the fusion lesson.
+
+    ``task="parity"``, the interaction task: a handwritten digit ``a`` and a spoken digit ``b`` drawn
+    independently; the label is the parity of their sum, ``(a + b) mod 2 = parity(a) XOR parity(b)``. Each
+    modality alone carries no information about the label (chance is 50%) and no additive fusion can represent
+    it. ``task="digit"``, the ordinary task: the clip says the image's digit and the label is that digit.
+
+    Each image of ``split`` is paired with ``pairs_per_image`` clips drawn at random (with ``seed``) from the
+    same split (test clips come from held-out voices). Returns ``image`` (N, 64) pixels, ``audio`` (N, 40) MFCC
+    mean and std standardised with the train split's statistics, ``label`` (N,), ``digit_image`` and
+    ``digit_audio`` (N,).
+    """
+    from .data import SPLITS
+
+    check_choice("task", task, ("parity", "digit"))
+    if not isinstance(pairs_per_image, int) or pairs_per_image < 1:
+        raise ValueError(f"pairs_per_image must be a positive int, got {pairs_per_image!r}")
+    images, audio, label = _mfcc_split(split, float(image_noise), int(seed))
+    train_audio = _mfcc_split("train", 0.0, int(seed))[1]  # statistics from training data only
+    audio = (audio - train_audio.mean(0)) / (train_audio.std(0) + 1e-6)
+    rng = np.random.default_rng([seed, 7, SPLITS.index(split)])
+    labels = label.numpy()
+    img_idx = np.repeat(np.arange(len(labels)), pairs_per_image)
+    if task == "parity":
+        aud_idx = rng.integers(0, len(labels), size=len(img_idx))
+    else:
+        by_digit = [np.flatnonzero(labels == c) for c in range(10)]
+        aud_idx = np.array([rng.choice(by_digit[labels[i]]) for i in img_idx])
+    a, b = label[img_idx], label[aud_idx]
+    return {
+        "image": images[img_idx].flatten(1),
+        "audio": audio[aud_idx],
+        "label": (a + b) % 2 if task == "parity" else a,
+        "digit_image": a,
+        "digit_audio": b,
+    }
+
+
+def fusion_tradeoff_figure(
+    rank: int = 4,
+    width: int = 64,
+    n_modalities: int = 2,
+    out_dim: int = 64,
+    accuracy: Mapping[int, Sequence[float]] | None = None,
+    tensor_accuracy: Sequence[float] | None = None,
+    chance: float = 0.5,
+    accuracy_title: str = "measured test accuracy",
+):
+    """The lesson's widget: what tensor (TFN) and low-rank (LMF) fusion cost at ``rank``, ``width`` (every
+    modality's ``d_m``) and ``n_modalities``, beside the accuracy measured per rank.
+
+    Left: parameters of the fusion layer vs width (log–log), TFN vs LMF at ``rank``, the chosen width marked
+    and the ratio in the title. Middle: activation memory kept for backward per sample (bytes), same. Right,
+    when ``accuracy`` maps ranks to per-seed accuracies: mean ± std per rank with the chosen rank highlighted,
+    TFN's ``tensor_accuracy`` as a band (mean ± std) and ``chance`` as a dashed line. Costs come from
+    :func:`fusion_complexity`; nothing is trained here.
+    """
+    from .viz import new_figure
+
+    for name, value, low in (("rank", rank, 1), ("width", width, 1), ("n_modalities", n_modalities, 2)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    rank, width, n_modalities = int(rank), int(width), int(n_modalities)
+    widths = np.unique(np.geomspace(2, 256, 24).astype(int))
+    ncols = 3 if accuracy else 2
+    fig, axes = new_figure(1, ncols, size=(4.4 * ncols, 3.7))
+
+    def cost(kind: str, d: int, key: str) -> float:
+        return fusion_complexity(kind, [int(d)] * n_modalities, out_dim, rank=rank)[key]
+
+    panels = (
+        (axes[0], "params", "parameters", "parameters of the fusion layer"),
+        (axes[1], "activation_bytes", "memory for backward", "activation memory per sample (bytes)"),
+    )
+    for ax, key, short, ylabel in panels:
+        for kind, name, color in (("tensor", "tensor (TFN)", "tab:red"), ("lowrank", f"low-rank R={rank}", "tab:blue")):
+            ax.plot(widths, [cost(kind, d, key) for d in widths], color=color, label=name)
+            ax.plot([width], [cost(kind, width, key)], "o", color=color)
+        ratio = cost("tensor", width, key) / cost("lowrank", width, key)
+        ax.set(xscale="log", yscale="log", xlabel="width d of each modality (features)", ylabel=ylabel)
+        ax.set_title(f"{short}: TFN / LMF = {ratio:,.1f}× at d = {width}", fontsize=9)
+        ax.axvline(width, color="gray", lw=0.8, ls=":")
+        ax.legend(fontsize=8, loc="upper left")
+        ax.grid(alpha=0.3, which="both")
+    if accuracy:
+        ax = axes[2]
+        ranks = sorted(accuracy)
+        means = [float(np.mean(accuracy[r])) for r in ranks]
+        stds = [float(np.std(accuracy[r])) for r in ranks]
+        colors = ["tab:orange" if r == rank else "tab:blue" for r in ranks]
+        ax.bar([str(r) for r in ranks], means, yerr=stds, capsize=3, color=colors, alpha=0.85, label="low-rank")
+        if tensor_accuracy is not None:
+            m, s = float(np.mean(tensor_accuracy)), float(np.std(tensor_accuracy))
+            ax.axhspan(m - s, m + s, color="tab:red", alpha=0.15)
+            ax.axhline(m, color="tab:red", lw=1, label="tensor (TFN)")
+        ax.axhline(chance, color="gray", ls="--", lw=1, label="chance")
+        ax.set(xlabel="rank R", ylabel="accuracy (fraction)", ylim=(0, 1))
+        here = f"R={rank}: {100 * means[ranks.index(rank)]:.1f}%" if rank in accuracy else f"R={rank} not measured"
+        ax.set_title(f"{accuracy_title}\n({here})", fontsize=9)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Tensor vs low-rank fusion: {n_modalities} modalities, out_dim {out_dim}")
+    return fig
