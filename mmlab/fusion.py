@@ -70,8 +70,9 @@ def _check_features(features: Sequence[torch.Tensor], dims: tuple[int, ...]) -> 
             f"expected {len(dims)} feature tensors (one per modality, widths {list(dims)}), got {len(features)}"
         )
     sizes: dict[str, int] = {}
+    # shapes and dtypes only: a NaN scan would cost a pass and a device sync per call (fit checks the loss)
     return [
-        check_tensor(f"features[{m}]", z, ("B", d), dtype="float", sizes=sizes)
+        check_tensor(f"features[{m}]", z, ("B", d), dtype="float", finite=False, sizes=sizes)
         for m, (z, d) in enumerate(zip(features, dims))
     ]
 
@@ -186,12 +187,16 @@ class TensorFusion(nn.Module):
 class LowRankFusion(nn.Module):
     """Low-rank multimodal fusion (LMF; Liu et al., ACL 2018): ``h = Σ_{r=1..R} ⊙_m (W_m^(r) [z_m; 1])``.
 
-    It equals :class:`TensorFusion` with the rank-R weight ``W = Σ_r w_1^(r) ⊗ ... ⊗ w_M^(r)`` (one ``out_dim``
-    slice at a time; :meth:`full_weight` builds it) but never forms the ``Π(d_m + 1)`` tensor: one matmul per
-    modality, an elementwise product and a sum over the rank. ``factors[m]`` has shape ``(d_m + 1, R, out_dim)``
-    (``factors[m][:, r].T`` is ``W_m^(r)``): ``R·out_dim·Σ(d_m + 1)`` parameters, no others. (The official code
-    adds per-rank weights and a bias; both are redundant with the factors and the appended 1.) The appended 1 is
-    never concatenated: ``W [z; 1] = W[:-1] z + W[-1]`` is one fused multiply-add.
+    Each modality has R factors ``W_m^(r)`` of shape ``(out_dim, d_m + 1)``. The output equals
+    :class:`TensorFusion` with the rank-R weight ``W[k] = Σ_r W_1^(r)[k] ⊗ ... ⊗ W_M^(r)[k]`` for each output
+    unit ``k`` (:meth:`full_weight` builds it), but the ``Π(d_m + 1)`` tensor is never formed: one matmul per
+    modality, an elementwise product, a sum over the rank. Parameters: ``R·out_dim·Σ(d_m + 1)``, no others (the
+    official code adds per-rank weights and a bias, both redundant with the factors and the appended 1).
+
+    Storage, for speed: the factors' columns for ``z_m`` are ``factor_weights[m]`` ``(d_m, R·out_dim)`` and
+    their column for the appended 1 is ``factor_biases[m]`` ``(R·out_dim,)``, so that ``[z; 1] W = z W' + b``
+    is a single fused multiply-add with no column of ones concatenated; :meth:`factors` reassembles them as
+    ``(d_m + 1, R, out_dim)`` tensors (``factors()[m][:, r].T`` is ``W_m^(r)``).
     """
 
     def __init__(self, input_dims: Sequence[int], out_dim: int, rank: int):
@@ -201,31 +206,39 @@ class LowRankFusion(nn.Module):
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive int, got {rank!r}")
         self.rank = rank
-        # each modality's term a_m = W_m [z; 1] starts with variance ~1 per unit; the first is scaled by
-        # 1/sqrt(R) so that the sum over the rank does not grow with R
-        self.factors = nn.ParameterList(
-            nn.Parameter(torch.randn(d + 1, rank, out_dim) / math.sqrt((d + 1) * (rank if m == 0 else 1)))
-            for m, d in enumerate(self.input_dims)
+        # each modality's term a_m = [z; 1] W_m starts with roughly unit variance per unit; the first is scaled
+        # by 1/sqrt(R) so that the sum over the rank does not grow with R
+        stds = [1 / math.sqrt((d + 1) * (rank if m == 0 else 1)) for m, d in enumerate(self.input_dims)]
+        self.factor_weights = nn.ParameterList(
+            nn.Parameter(torch.randn(d, rank * out_dim) * s) for d, s in zip(self.input_dims, stds)
         )
+        self.factor_biases = nn.ParameterList(nn.Parameter(torch.randn(rank * out_dim) * s) for s in stds)
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
         zs = _check_features(features, self.input_dims)
         prod = None
-        for z, w in zip(zs, self.factors):
-            w = w.flatten(1)  # (d + 1, R·out)
-            a = torch.addmm(w[-1], z, w[:-1])  # [z; 1] @ w without concatenating the 1
+        for z, w, b in zip(zs, self.factor_weights, self.factor_biases):
+            a = torch.addmm(b, z, w)  # [z; 1] @ [w; b]: (B, R·out)
             prod = a if prod is None else prod * a
         return prod.view(-1, self.rank, self.out_dim).sum(1)
 
+    def factors(self) -> list[torch.Tensor]:
+        """The factors as the paper writes them, one ``(d_m + 1, R, out_dim)`` tensor per modality (the last
+        row multiplies the appended 1); differentiable."""
+        return [
+            torch.cat([w, b[None]]).view(-1, self.rank, self.out_dim)
+            for w, b in zip(self.factor_weights, self.factor_biases)
+        ]
+
     def full_weight(self) -> torch.Tensor:
         """The equivalent :class:`TensorFusion` weight ``(out_dim, d_1 + 1, ..., d_M + 1)``:
-        ``W[h] = Σ_r W_1^(r)[h] ⊗ ... ⊗ W_M^(r)[h]`` (forms the full tensor; for checks and small widths)."""
-        letters = "abcdefghijklmnopqstuvwxyz"  # r and h are the rank and output indices
-        if len(self.factors) > len(letters):
+        ``W[k] = Σ_r W_1^(r)[k] ⊗ ... ⊗ W_M^(r)[k]`` (forms the full tensor: for checks and small widths)."""
+        letters = "abcdefgijlmnopqstuvwxyz"  # r is the rank index, k the output index
+        if len(self.input_dims) > len(letters):
             raise ValueError(f"full_weight supports at most {len(letters)} modalities")
-        idx = letters[: len(self.factors)]
-        spec = ",".join(f"{i}rh" for i in idx) + f"->h{idx}"
-        return torch.einsum(spec, *self.factors)
+        idx = letters[: len(self.input_dims)]
+        spec = ",".join(f"{i}rk" for i in idx) + f"->k{idx}"
+        return torch.einsum(spec, *self.factors())
 
 
 def make_fusion(kind: str, input_dims: Sequence[int], out_dim: int, rank: int = 4) -> nn.Module:

@@ -48,7 +48,7 @@ def test_lowrank_equals_tensor_fusion_built_from_full_weight(m, rank):
     zs = _features(DIMS[m])
     assert tfn.weight.shape == (7, *(d + 1 for d in DIMS[m]))
     torch.testing.assert_close(lmf(*zs), tfn(*zs), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(lmf(*zs), _reference_lmf(zs, lmf.factors), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lmf(*zs), _reference_lmf(zs, lmf.factors()), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("m", [2, 3, 4])
@@ -91,9 +91,18 @@ def test_gradients_reach_every_parameter_and_input(kind):
 
 def test_lowrank_factors_are_registered_parameters():
     lmf = LowRankFusion([3, 4, 5], 6, 2)
-    names = {n for n, _ in lmf.named_parameters()}
-    assert names == {"factors.0", "factors.1", "factors.2"}
-    assert [tuple(p.shape) for p in lmf.factors] == [(4, 2, 6), (5, 2, 6), (6, 2, 6)]
+    shapes = {n: tuple(p.shape) for n, p in lmf.named_parameters()}
+    assert shapes == {
+        "factor_weights.0": (3, 12),
+        "factor_weights.1": (4, 12),
+        "factor_weights.2": (5, 12),
+        "factor_biases.0": (12,),
+        "factor_biases.1": (12,),
+        "factor_biases.2": (12,),
+    }
+    assert [tuple(f.shape) for f in lmf.factors()] == [(4, 2, 6), (5, 2, 6), (6, 2, 6)]
+    f0 = lmf.factors()[0]
+    torch.testing.assert_close(f0[-1].flatten(), lmf.factor_biases[0])  # the row for the appended 1
 
 
 @pytest.mark.parametrize("kind", FUSIONS)
