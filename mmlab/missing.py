@@ -85,8 +85,7 @@ def check_presence(
     present: object, batch_size: int | None = None, num_modalities: int | None = None, name: str = "present"
 ) -> torch.Tensor:
     """Check a presence mask: a bool tensor ``(batch, modalities)`` (True = present) with no all-missing row."""
-    shape = (batch_size, num_modalities)
-    check_tensor(name, present, ("B" if batch_size is None else batch_size, shape[1]), dtype="bool")
+    check_tensor(name, present, ("B" if batch_size is None else batch_size, num_modalities), dtype="bool")
     if present.numel() and not bool(present.any(1).all()):
         row = int((~present.any(1)).nonzero()[0, 0])
         raise ValueError(f"{name} row {row} has every modality missing; each sample needs at least one present")
@@ -419,6 +418,7 @@ def train_classifier(
     ``fill="reconstruct"``). Missingness is simulated by the model's own ModDrop layer (``train_rates``), so
     a model built without it trains on complete data. Batches are shuffled by a generator seeded with
     ``seed``; seed the model's initialisation and ModDrop with :func:`mmlab.seed_everything` before building it.
+    The model is left in eval mode.
     """
     n = _check_inputs(inputs, labels)
     if not isinstance(epochs, int) or epochs < 1:
@@ -546,7 +546,7 @@ def missing_rates_figure(
     """Expected test accuracy of each method at per-modality missing ``rates``: bars, mean ± std over seeds.
 
     ``pattern_accs`` maps a method's name to one :func:`accuracy_by_pattern` result per seed; the expected
-    accuracy is :func:`expected_accuracy` (exact, no sampling), so the figure redraws instantly. Rates that are
+    accuracy is :func:`expected_accuracy` (exact, no sampling), so redrawing needs no model. Rates that are
     all 1 (nothing left to classify) give a figure that says so.
     """
     if len(rates) != len(modalities):
@@ -569,7 +569,9 @@ def missing_rates_figure(
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
-    eff = effective_rates(rates)
-    parts = ", ".join(f"{m} {100 * r:.0f}%" for m, r in zip(modalities, eff))
-    ax.set_title(f"missing at test time: {parts}")
+    asked = ", ".join(f"{m} {100 * r:.0f}%" for m, r in zip(modalities, rates))
+    real = ", ".join(f"{m} {100 * r:.0f}%" for m, r in zip(modalities, effective_rates(rates)))
+    ax.set_title(
+        f"test-time missing rates set: {asked}\nrealised (no sample loses every modality): {real}", fontsize=10
+    )
     return fig
