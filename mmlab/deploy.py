@@ -224,16 +224,8 @@ def bag_of_words(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------------
 
 _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-_PASS_THROUGH = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Dropout,
-    nn.Identity,
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Dropout, nn.Identity)
+_POOLS = (  # act on each channel of a conv feature map separately
     nn.MaxPool1d,
     nn.MaxPool2d,
     nn.AvgPool1d,
@@ -278,11 +270,8 @@ def _find_pairs(model: nn.Module) -> list[_Pair]:
             if _supported(child):
                 if current is not None:
                     p_name, p = current
-                    same_kind = (
-                        isinstance(child, nn.Linear)
-                        if flattened
-                        else type(child) is type(p) or (isinstance(p, nn.Linear) and isinstance(child, nn.Linear))
-                    )
+                    # conv → conv of the same kind, linear → linear, or conv → Flatten → linear
+                    same_kind = isinstance(child, nn.Linear) if flattened else type(child) is type(p)
                     fits = _in_units(child) % _out_units(p) == 0 if flattened else _in_units(child) == _out_units(p)
                     if same_kind and fits:
                         pairs.append(_Pair(p_name, full, tuple(norms)))
@@ -291,7 +280,9 @@ def _find_pairs(model: nn.Module) -> list[_Pair]:
                 norms.append(full)
             elif isinstance(child, nn.Flatten) and current is not None and not isinstance(current[1], nn.Linear):
                 flattened = True
-            elif isinstance(child, (nn.Flatten, *_PASS_THROUGH)):
+            elif isinstance(child, _ELEMENTWISE) or (
+                isinstance(child, _POOLS) and current is not None and not isinstance(current[1], nn.Linear)
+            ):
                 continue
             else:  # anything else (attention, normalisation over other axes, a nested block): stop the chain
                 current, norms, flattened = None, [], False

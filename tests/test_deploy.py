@@ -109,6 +109,12 @@ def test_pairs_found_in_sequentials(mm):
     assert not any(c.endswith(".5") and p.endswith(".5") for p, c in pairs)
     # the towers' last layers feed a concatenation outside any Sequential: their widths stay
     assert all(not p.endswith(".5") for p, _ in pairs)
+    # pooling over a Linear layer's features mixes units: no pair; a LayerNorm stops the chain too
+    assert prunable_pairs(nn.Sequential(nn.Linear(4, 8), nn.MaxPool1d(2), nn.Linear(4, 2))) == []
+    assert prunable_pairs(nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))) == []
+    assert prunable_pairs(nn.Sequential(nn.Conv1d(2, 4, 3), nn.MaxPool1d(2), nn.GELU(), nn.Conv1d(4, 2, 1))) == [
+        ("0", "3")
+    ]
 
 
 @pytest.mark.parametrize("criterion", ["l1", "l2"])
