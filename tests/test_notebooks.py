@@ -57,10 +57,27 @@ def test_colab_cell_is_first_code_cell(src):
 def test_no_cuda_calls_or_absolute_paths(src):
     code = [s for t, s in _cells(src) if t == "code"]
     assert not any(".cuda(" in c for c in code), f"{src.name} calls .cuda(): use mmlab.get_device()"
+    hard = [c for c in code if re.search(r"""(\.to\(|device\s*=\s*|torch\.device\()\s*["']cuda""", c)]
+    assert not hard, f"{src.name} hard-codes the CUDA device: use mmlab.get_device()"
     body = "\n".join(code[1:])  # the Colab cell may name Colab's own paths
     assert not re.search(r"[\"'](/(home|root|work|Users|tmp|content)/|[A-Za-z]:\\\\)", body), (
         f"{src.name} has an absolute path"
     )
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_valid_with_python3_kernel(nb):
+    """Without a kernelspec JupyterLab asks the learner to pick a kernel (and the browser test stops there)."""
+    book = nbformat.read(nb, as_version=4)
+    nbformat.validate(book)
+    assert book.metadata.get("kernelspec", {}).get("name") == "python3", f"{nb.name}: kernelspec must be python3"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_lesson_has_an_interact_widget(src):
+    """Every lesson's main widget is its first ``interact`` (the browser test drags its first slider)."""
+    code = "\n".join(s for t, s in _cells(src) if t == "code")
+    assert re.search(r"(\binteract(ive)?\(|@interact\b)", code), f"{src.name} has no interact widget"
 
 
 def test_no_cuda_calls_in_package():

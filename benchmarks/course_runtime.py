@@ -1,0 +1,241 @@
+"""How long each lesson takes and how much memory it needs, as a learner runs it: one notebook after another,
+each in a fresh kernel, every cell in order.
+
+    python benchmarks/course_runtime.py                 # every notebooks/NN_*.ipynb -> benchmarks/RESULTS.md
+    python benchmarks/course_runtime.py notebooks/00_setup.ipynb --no-write   # one lesson, print only
+
+Wall time runs from the kernel's start to the end of the last cell. Peak memory is the kernel's peak resident
+set size (Linux ``VmHWM``, the kernel's high-water mark) or, where that is unknown or lower, the largest sum of
+resident memory over the kernel and its child processes, sampled every 0.2 s. Targets (2 CPU cores): each
+lesson under 90 s (deployment and contrastive: 120 s), the course under 10 minutes, under 2 GB per lesson.
+Kernels inherit this process's environment: set ``OMP_NUM_THREADS`` to the machine's cores (CI: 2).
+On a machine with CUDA the table goes to its own section, ``course_runtime_gpu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+LESSON_TARGET_S = 90.0
+LESSON_TARGET_OVERRIDES_S = {"05": 120.0, "07": 120.0}  # deployment (torch.compile, export) and contrastive
+COURSE_TARGET_S = 600.0
+MEMORY_TARGET_MB = 2048.0
+MB = 1024 * 1024
+
+
+def lesson_target(path: Path) -> float:
+    return LESSON_TARGET_OVERRIDES_S.get(path.name[:2], LESSON_TARGET_S)
+
+
+def _vm_hwm(pid: int) -> int | None:
+    """Peak resident set size of ``pid`` in bytes (Linux ``VmHWM``), or ``None`` where unavailable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class PeakMemory:
+    """Samples the resident memory of a process tree in a background thread; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        import psutil  # comes with ipykernel
+
+        self.proc = psutil.Process(pid)
+        self.pid, self.interval, self.peak, self.hwm, self.cpu_s = pid, interval, 0, None, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        try:
+            procs = [self.proc, *self.proc.children(recursive=True)]
+        except psutil.Error:
+            return
+        total, cpu = 0, 0.0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+                t = p.cpu_times()
+                cpu += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+            except psutil.Error:
+                pass
+        self.peak = max(self.peak, total)
+        self.cpu_s = max(self.cpu_s, cpu)
+        hwm = _vm_hwm(self.pid)
+        if hwm is not None:
+            self.hwm = hwm
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def stop(self) -> int:
+        """Stop sampling (call before the kernel exits) and return the peak in bytes."""
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, self.hwm or 0)
+
+
+def _first_line(source: str) -> str:
+    lines = [ln.strip() for ln in source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    line = lines[0] if lines else source.strip().splitlines()[0] if source.strip() else ""
+    return line if len(line) <= 48 else line[:45] + "..."
+
+
+def run_lesson(path: Path, cell_timeout: float, keep_dir: Path | None = None) -> dict:
+    """Execute ``path`` top to bottom in a fresh kernel; return wall time, peak memory and the slowest cell."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=cell_timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    row = {"lesson": path.stem, "target_s": lesson_target(path), "error": None}
+    cells: list[tuple[float, int, str]] = []
+    memory = None
+    t0 = time.perf_counter()
+    try:
+        with client.setup_kernel(cwd=str(path.parent)):
+            memory = PeakMemory(client.km.provisioner.pid)
+            try:
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type != "code":
+                        continue
+                    c0 = time.perf_counter()
+                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                    cells.append((time.perf_counter() - c0, index, _first_line(cell.source)))
+            finally:
+                row["peak_bytes"] = memory.stop()  # while the kernel is still alive
+                row["cpu_s"] = memory.cpu_s
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
+        text = str(e).strip().splitlines()
+        row["error"] = f"{type(e).__name__}: {text[-1] if text else ''}"[:160]
+    row["wall_s"] = time.perf_counter() - t0
+    row.setdefault("peak_bytes", memory.stop() if memory else 0)
+    row.setdefault("cpu_s", memory.cpu_s if memory else 0.0)
+    row["slowest"] = max(cells) if cells else None
+    if keep_dir is not None:
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, keep_dir / path.name)
+    return row
+
+
+def _flags(row: dict) -> list[str]:
+    flags = []
+    if row["error"]:
+        flags.append(f"**failed** ({row['error']})")
+    if row["wall_s"] > row["target_s"]:
+        flags.append(f"**over time** (+{row['wall_s'] - row['target_s']:.0f} s)")
+    if row["peak_bytes"] / MB > MEMORY_TARGET_MB:
+        flags.append("**over memory**")
+    return flags
+
+
+def render(rows: list[dict], command: str, note: str | None) -> str:
+    from _results import machine
+
+    gpu = "CUDA" if "no GPU" not in machine() else "CPU"
+    lines = [
+        f"## Course runtime ({gpu}): every lesson in a fresh kernel, one after another",
+        "",
+        f"Command: `{command}` · {machine()} · OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} · "
+        f"{os.cpu_count()} CPUs",
+    ]
+    if note:
+        lines += ["", note]
+    lines += [
+        "",
+        f"Targets: each lesson under {LESSON_TARGET_S:.0f} s (05 and 07: 120 s), the course under "
+        f"{COURSE_TARGET_S / 60:.0f} min, peak memory under {MEMORY_TARGET_MB / 1024:.0f} GB per lesson. "
+        "Wall time includes the kernel's start; CPU time is the kernel's (user + system, its process tree), which "
+        "stays about the same when other jobs share the machine while wall time does not; memory is the "
+        "kernel's peak resident set.",
+        "",
+        "| lesson | wall time | CPU time | target | peak memory | slowest cell | result |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        slow = f"{r['slowest'][0]:.1f} s: cell {r['slowest'][1]} `{r['slowest'][2]}`" if r["slowest"] else ""
+        slow = slow.replace("|", "\\|")
+        result = "; ".join(_flags(r)) or "ok"
+        lines.append(
+            f"| {r['lesson']} | {r['wall_s']:.1f} s | {r['cpu_s']:.1f} s | {r['target_s']:.0f} s | "
+            f"{r['peak_bytes'] / MB:,.0f} MB | {slow} | {result} |"
+        )
+    total = sum(r["wall_s"] for r in rows)
+    bad = [r["lesson"] for r in rows if _flags(r)]
+    course = "ok" if total <= COURSE_TARGET_S else f"**over time** (+{total - COURSE_TARGET_S:.0f} s)"
+    if bad:
+        course += f"; lessons off target: {', '.join(bad)}"
+    peak = max((r["peak_bytes"] for r in rows), default=0) / MB
+    cpu = sum(r["cpu_s"] for r in rows)
+    name = f"**course ({len(rows)} lesson{'s' * (len(rows) != 1)})**"
+    lines.append(
+        f"| {name} | **{total:.1f} s** | {cpu:.1f} s | {COURSE_TARGET_S:.0f} s | max {peak:,.0f} MB | | {course} |"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/NN_*.ipynb")
+    parser.add_argument("--cell-timeout", type=float, default=600, help="seconds per cell (default 600)")
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
+    parser.add_argument("--keep-executed", type=Path, help="save each executed notebook (with outputs) here")
+    parser.add_argument("--note", help="a line to add under the table's header, e.g. how loaded the machine was")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a lesson misses a target")
+    args = parser.parse_args(argv)
+
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures as in JupyterLab
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    notebooks = [p.resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        parser.error("no notebooks found")
+    rows = []
+    for path in notebooks:
+        print(f"{path.stem:28s} ", end="", flush=True)
+        row = run_lesson(path, args.cell_timeout, args.keep_executed)
+        rows.append(row)
+        flags = "; ".join(_flags(row)) or "ok"
+        print(f"{row['wall_s']:7.1f} s wall {row['cpu_s']:7.1f} s CPU {row['peak_bytes'] / MB:7,.0f} MB  {flags}")
+    named = [shlex.quote(str(p.resolve().relative_to(ROOT))) for p in args.notebooks]
+    command = " ".join(["python benchmarks/course_runtime.py", *named])
+    body = render(rows, command, args.note)
+    print()
+    print(body)
+    if not args.no_write:
+        import torch
+        from _results import write_section
+
+        write_section("course_runtime_gpu" if torch.cuda.is_available() else "course_runtime", body)
+        print(f"\nwritten to {Path('benchmarks/RESULTS.md')}")
+    failed = any(r["error"] for r in rows)
+    missed = any(_flags(r) for r in rows) or sum(r["wall_s"] for r in rows) > COURSE_TARGET_S
+    return 1 if failed or (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
