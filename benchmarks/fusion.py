@@ -1,7 +1,8 @@
 """Fusion cost: forward+backward latency and activation memory of each fusion vs width and number of modalities.
 
-Everything is measured side by side in one run: for each configuration every fusion is warmed up, then timed
-in interleaved rounds (median of the rounds), so that a busy machine slows all of them alike. Rows:
+Everything is measured side by side in one run with ``mmlab.fusion.time_fusions``: for each configuration every
+fusion is warmed up, then timed in interleaved rounds (median of the rounds), so that a busy machine slows all of
+them alike; with one torch thread on CPU the clock is the thread's CPU time. Rows:
 
 * ``concat``, ``late``, ``gated``, ``tensor`` (TFN), ``lowrank`` (LMF, rank 4) from ``mmlab.fusion``;
 * ``lmf-reference``: the same LMF written the straightforward way (concatenate ones, one matmul per modality,
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,7 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import machine, write_section  # noqa: E402
 
 from mmlab import get_device  # noqa: E402
-from mmlab.fusion import LowRankFusion, fusion_complexity, make_fusion, saved_activation_bytes  # noqa: E402
+from mmlab.fusion import (  # noqa: E402
+    LowRankFusion,
+    fusion_complexity,
+    make_fusion,
+    saved_activation_bytes,
+    time_fusions,
+)
 
 RANK, OUT, BATCH, ARTICLE_WIDTH = 4, 32, 64, 32
 
@@ -86,18 +92,6 @@ def n_params(name: str, dims: list[int]) -> int:
     return int(fusion_complexity(kind, dims, OUT, rank=RANK)["params"])
 
 
-def step(module: nn.Module, zs: list[torch.Tensor], device: torch.device) -> None:
-    module.zero_grad(set_to_none=True)
-    module(*zs).square().mean().backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def clock(device: torch.device) -> float:
-    """CPU time of this thread on CPU (robust to other jobs on a shared machine), wall time on CUDA."""
-    return time.perf_counter() if device.type == "cuda" else time.thread_time()
-
-
 def measure(dims: list[int], names: list[str], device: torch.device, rounds: int, max_params: int) -> list[dict]:
     torch.manual_seed(0)
     zs = [torch.randn(BATCH, d, device=device).relu().requires_grad_() for d in dims]
@@ -105,37 +99,20 @@ def measure(dims: list[int], names: list[str], device: torch.device, rounds: int
     rows, modules = [], {}
     for name in names:
         p = n_params(name, dims)
-        if p > max_params:
-            rows.append({"name": name, "params": p, "skipped": True})
-            continue
-        modules[name] = build(name, dims, shared).to(device)
-        rows.append({"name": name, "params": p, "skipped": False, "times": []})
-    inner = {}
-    for name, module in modules.items():  # warm-up, then enough calls per timed block to last >= 5 ms
-        for _ in range(2):
-            step(module, zs, device)
-        t0 = clock(device)
-        step(module, zs, device)
-        inner[name] = max(1, min(50, int(5e-3 / max(clock(device) - t0, 1e-6))))
-    for _ in range(rounds):  # interleaved rounds: contention hits every row alike
-        for row in rows:
-            if row["skipped"]:
-                continue
-            name = row["name"]
-            t0 = clock(device)
-            for _ in range(inner[name]):
-                step(modules[name], zs, device)
-            row["times"].append((clock(device) - t0) / inner[name])
+        rows.append({"name": name, "params": p, "skipped": p > max_params})
+        if not rows[-1]["skipped"]:
+            modules[name] = build(name, dims, shared).to(device)
+    seconds = time_fusions(modules, *zs, rounds=rounds, block_s=5e-3)
     for row in rows:
         if row["skipped"]:
             continue
         module = modules[row["name"]]
-        row["ms"] = 1e3 * statistics.median(row["times"])
+        row["ms"] = 1e3 * seconds[row["name"]]
         row["saved"] = saved_activation_bytes(module, *zs)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-            step(module, zs, device)
+            module(*zs).square().mean().backward()
             row["peak"] = torch.cuda.max_memory_allocated() - base
     return rows
 

@@ -14,7 +14,8 @@ Every fusion module takes one feature tensor per modality, ``forward(z_1, ..., z
   forming the tensor: ``r·out_dim·Σ(d_m + 1)`` parameters instead of ``out_dim·Π(d_m + 1)``.
 
 :func:`fusion_complexity` gives parameters, multiply-adds and activation sizes in closed form;
-:func:`saved_activation_bytes` measures what a module really keeps for its backward pass;
+:func:`saved_activation_bytes` measures what a module really keeps for its backward pass and
+:func:`time_fusions` times forward+backward side by side;
 :func:`fusion_task` builds the lesson's interaction task from AV-Digits; :func:`fusion_tradeoff_figure` is the
 lesson's widget.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "make_fusion",
     "fusion_complexity",
     "saved_activation_bytes",
+    "time_fusions",
     "fusion_task",
     "fusion_tradeoff_figure",
 ]
@@ -320,6 +322,50 @@ def saved_activation_bytes(module: nn.Module, *inputs: torch.Tensor) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         module(*inputs)
     return int(sum(seen.values()))
+
+
+def time_fusions(
+    modules: Mapping[str, nn.Module], *features: torch.Tensor, rounds: int = 7, block_s: float = 2e-3
+) -> dict[str, float]:
+    """Median seconds of one forward+backward pass (``module(*features).square().mean().backward()``) of each
+    module, measured side by side.
+
+    Each module is warmed up, then timed in ``rounds`` interleaved rounds (so that a busy machine slows all of
+    them alike); a round runs enough passes to last about ``block_s``. The clock is wall time, except on a CPU
+    with torch limited to one thread (``OMP_NUM_THREADS=1``, as in the course's CI), where it is this thread's
+    CPU time (``time.thread_time``), which other processes on a shared machine barely disturb. On CUDA each
+    pass ends with a synchronize.
+    """
+    import statistics
+    import time
+
+    if not modules:
+        raise ValueError("modules must name at least one module")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    cuda = features[0].device.type == "cuda"
+    clock = time.thread_time if not cuda and torch.get_num_threads() == 1 else time.perf_counter
+
+    def step(module: nn.Module) -> None:
+        module.zero_grad(set_to_none=True)
+        module(*features).square().mean().backward()
+        if cuda:
+            torch.cuda.synchronize()
+
+    inner: dict[str, int] = {}
+    for name, module in modules.items():
+        step(module)
+        t0 = clock()
+        step(module)
+        inner[name] = max(1, min(100, int(block_s / max(clock() - t0, 1e-6))))
+    times: dict[str, list[float]] = {name: [] for name in modules}
+    for _ in range(rounds):
+        for name, module in modules.items():
+            t0 = clock()
+            for _ in range(inner[name]):
+                step(module)
+            times[name].append((clock() - t0) / inner[name])
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 @lru_cache(maxsize=8)

@@ -19,6 +19,7 @@ from mmlab.fusion import (
     fusion_tradeoff_figure,
     make_fusion,
     saved_activation_bytes,
+    time_fusions,
 )
 from mmlab.models import MLPEncoder, MultimodalClassifier, count_parameters
 
@@ -264,3 +265,14 @@ def test_fusions_on_cuda_match_cpu():
 
 def test_numpy_ints_accepted_by_widget():
     assert isinstance(fusion_tradeoff_figure(np.int64(2), np.int64(8)), Figure)
+
+
+def test_time_fusions_ranks_tensor_fusion_slower_at_width():
+    torch.set_num_threads(1)
+    dims = [24, 24, 24]
+    zs = _features(dims, batch=32, grad=True)
+    t = time_fusions({"tensor": TensorFusion(dims, 16), "lowrank": LowRankFusion(dims, 16, 2)}, *zs, rounds=3)
+    assert set(t) == {"tensor", "lowrank"} and all(v > 0 for v in t.values())
+    assert t["tensor"] > 3 * t["lowrank"]  # 25^3 = 15,625 tensor values per sample vs 64 per modality
+    with pytest.raises(ValueError, match="modules"):
+        time_fusions({}, *zs)
