@@ -853,14 +853,22 @@ def _sync(device: torch.device | str | None) -> None:
 
 
 def measure_latency(
-    fn: Callable[[], Any], *, warmup: int = 3, repeats: int = 20, device: torch.device | str | None = None
+    fn: Callable[[], Any],
+    *,
+    warmup: int = 3,
+    repeats: int = 20,
+    device: torch.device | str | None = None,
+    clock: str = "wall",
 ) -> Timing:
-    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones (``time.perf_counter``).
+    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones.
 
-    On CUDA pass ``device``: the GPU is synchronised before and after each call, since kernels run
-    asynchronously. Report the median, not the mean: a busy machine adds long outliers.
+    ``clock="wall"`` (``time.perf_counter``) measures latency as a user feels it; ``"cpu"``
+    (``time.process_time``, all threads of this process) measures the work done, which other processes on a
+    shared machine barely disturb (with one thread it approaches the latency on an idle core). On CUDA pass
+    ``device``: the GPU is synchronised before and after each call, since kernels run asynchronously. Report
+    the median, not the mean: a busy machine adds long outliers.
     """
-    return compare_latency({"fn": fn}, warmup=warmup, repeats=repeats, device=device)["fn"]
+    return compare_latency({"fn": fn}, warmup=warmup, repeats=repeats, device=device, clock=clock)["fn"]
 
 
 def compare_latency(
@@ -869,14 +877,18 @@ def compare_latency(
     warmup: int = 2,
     repeats: int = 15,
     device: torch.device | str | None = None,
+    clock: str = "wall",
 ) -> dict[Any, Timing]:
     """Time several functions side by side, interleaved: round ``r`` calls each once, in a rotated order.
 
     Interleaving spreads any slow phase of a shared machine over every candidate, so ratios of medians (and
-    :func:`paired_speedup`) stay meaningful when absolute times drift.
+    :func:`paired_speedup`) stay meaningful when absolute times drift. ``clock`` is ``"wall"`` or ``"cpu"``
+    (see :func:`measure_latency`; GPU time is wall-clock time).
     """
     if not fns:
         raise ValueError("fns must name at least one function")
+    check_choice("clock", clock, ("wall", "cpu"))
+    now = time.perf_counter if clock == "wall" else time.process_time
     if not isinstance(repeats, int) or repeats < 1 or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats!r}, warmup={warmup!r}")
     names = list(fns)
@@ -889,10 +901,10 @@ def compare_latency(
         for j in range(len(names)):
             name = names[(j + r) % len(names)]
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = now()
             fns[name]()
             _sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(now() - t0)
     return {n: Timing(times[n]) for n in names}
 
 

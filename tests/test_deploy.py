@@ -384,6 +384,12 @@ def test_latency_helpers():
     assert tm["slow"].median > 0.003
     with pytest.raises(ValueError, match="repeats"):
         compare_latency({"a": lambda: None}, repeats=0)
+    # CPU time ignores sleeping; a busy loop costs CPU time
+    busy = lambda: sum(range(200_000))
+    tc = compare_latency({"sleep": lambda: time.sleep(0.004), "busy": busy}, warmup=0, repeats=3, clock="cpu")
+    assert tc["sleep"].median < tc["busy"].median
+    with pytest.raises(ValueError, match="clock"):
+        measure_latency(lambda: None, clock="gpu")
     with pytest.raises(ValueError, match="compare_latency"):
         paired_speedup({"a": Timing([1.0, 1.0]), "b": Timing([1.0])}, "a", "b")
 
