@@ -244,6 +244,18 @@ def _missing_cases() -> list[Case]:
     ]
 
 
+def _quality_cases() -> list[Case]:
+    two = (randn(8, 16), randn(8, 24, seed=1))
+    return [
+        Case(
+            "quality",
+            ("FusionStack",),
+            lambda mm: (mm.FusionStack([16, 24], 10, width=32, depth=2, residual=True), two, lambda m, *x: m(*x)),
+        ),
+        Case("quality", ("PairScorer",), lambda mm: (mm.PairScorer([16, 24], 10), two, lambda m, *x: m(*x))),
+    ]
+
+
 CASES = [
     *_models_cases(),
     *_deploy_cases(),
@@ -253,6 +265,7 @@ CASES = [
     *_balance_cases(),
     *_contrastive_cases(),
     *_missing_cases(),
+    *_quality_cases(),
 ]
 # nn.Module classes that need no GPU case: they are exercised inside another case, or hold no tensors.
 COVERED_ELSEWHERE = {"models._Concat", "contrastive.FrozenTextTower", "missing.ModalityDropout", "balance.GradNorm"}
