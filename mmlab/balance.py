@@ -673,28 +673,32 @@ def per_epoch(values: Sequence[float], epochs: int) -> np.ndarray:
 
 def plot_rho_k(runs: Mapping[str, ImbalanceRun], *, axes=None, title: str = "") -> Figure:
     """Left: the score ratio ``ρ_t = s_audio / s_visual`` per step (faint) and per epoch (line) for each run;
-    right: the coefficient (or weight) applied to the audio encoder's gradients, per epoch."""
+    right: the factor applied to each encoder's gradients (OGM's k, or the inverse-norm weight), per step
+    (faint) and per epoch (line; solid: audio, dashed: visual)."""
     from .viz import new_figure
 
     if axes is None:
-        _, axes = new_figure(1, 2, size=(9.5, 3.4))
+        _, axes = new_figure(1, 2, size=(10, 3.5))
     a1, a2 = axes
     for i, (name, run) in enumerate(runs.items()):
         if not run.rho:
             raise ValueError(f"run {name!r} recorded no ρ (it needs two modalities and no auxiliary heads)")
         color = f"C{i}"
         epochs = len(run.half_train_acc["audio"])
+        ep = np.arange(1, epochs + 1)
         steps = np.arange(1, len(run.rho) + 1) / (len(run.rho) / epochs)
         a1.plot(steps, run.rho, color=color, alpha=0.2, lw=0.6)
-        a1.plot(np.arange(1, epochs + 1), per_epoch(run.rho, epochs), color=color, marker=".", label=name)
-        a2.plot(np.arange(1, epochs + 1), per_epoch(run.k["audio"], epochs), color=color, marker=".", label=name)
+        a1.plot(ep, per_epoch(run.rho, epochs), color=color, marker=".", label=name)
+        for m, ls in (("audio", "-"), ("visual", "--")):
+            a2.plot(steps, run.k[m], color=color, alpha=0.15, lw=0.5, ls=ls)
+            a2.plot(ep, per_epoch(run.k[m], epochs), color=color, ls=ls, label=f"{name}: {m}")
     a1.axhline(1, ls="--", lw=1, color="gray")
     a1.set(xlabel="epoch", ylabel="ρ = s_audio / s_visual (ratio)", title="who explains the labels better")
-    a2.set(xlabel="epoch", ylabel="k_audio (gradient factor)", title="audio encoder's gradient scale")
+    a2.set(xlabel="epoch", ylabel="gradient factor (×)", title="factor on each encoder's gradients")
     a2.set_ylim(0, None)
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     if title:
         axes[0].figure.suptitle(title)
     return axes[0].figure
@@ -729,7 +733,7 @@ def imbalance_widget_figure(
     for xi, v in zip(x[1:] + 0.2, [base.test_acc, ogm.test_acc]):
         axes[2].annotate(f"{100 * v:.0f}", (xi, v), ha="center", va="bottom", fontsize=8)
     axes[2].set_xticks(x, names)
-    axes[2].set(ylim=(0, 1.05), ylabel="test accuracy (fraction)", title="what the visual encoder learned")
-    axes[2].legend(fontsize=8, loc="lower right")
+    axes[2].set(ylim=(0, 1.25), ylabel="test accuracy (fraction)", title="what the visual encoder learned")
+    axes[2].legend(fontsize=8, loc="upper left", ncols=2)
     fig.suptitle(f"image noise σ = {image_noise:g}, {optimizer.upper()}, seed {seed}, {epochs} epochs")
     return fig
