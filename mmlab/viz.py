@@ -9,6 +9,31 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+
+def _show_figures_inline() -> None:
+    """In a Jupyter kernel, display ``Figure`` objects as PNG even before pyplot has drawn anything.
+
+    matplotlib registers its notebook display only when pyplot creates a figure; these helpers never touch
+    pyplot, so without this a returned figure would print as ``<Figure size ...>``.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with the course
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    try:
+        from matplotlib_inline.backend_inline import select_figure_formats
+    except ImportError:  # pragma: no cover
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    if Figure not in png.type_printers:
+        select_figure_formats(shell, {"png"})
+
+
+_show_figures_inline()
+
 __all__ = [
     "new_figure",
     "plot_history",
