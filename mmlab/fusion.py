@@ -475,9 +475,9 @@ def fusion_tradeoff_figure(
             ax.axhspan(m - s, m + s, color="tab:red", alpha=0.15)
             ax.axhline(m, color="tab:red", lw=1, label="tensor (TFN)")
         ax.axhline(chance, color="gray", ls="--", lw=1, label="chance")
-        ax.set(xlabel="rank R", ylabel="accuracy (fraction)", ylim=(0, 1))
+        ax.set(xlabel="rank R", ylabel="accuracy (fraction)", ylim=(0, 1.2), yticks=np.linspace(0, 1, 6))
         here = f"R={rank}: {100 * means[ranks.index(rank)]:.1f}%" if rank in accuracy else f"R={rank} not measured"
         ax.set_title(f"{accuracy_title}\n({here})", fontsize=9)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper center", ncol=3)
     fig.suptitle(f"Tensor vs low-rank fusion: {n_modalities} modalities, out_dim {out_dim}")
     return fig
