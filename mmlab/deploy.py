@@ -859,8 +859,9 @@ def measure_latency(
     repeats: int = 20,
     device: torch.device | str | None = None,
     clock: str = "wall",
+    number: int = 1,
 ) -> Timing:
-    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones.
+    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed samples of ``number`` calls each.
 
     ``clock="wall"`` (``time.perf_counter``) measures latency as a user feels it; ``"cpu"``
     (``time.process_time``, all threads of this process) measures the work done, which other processes on a
@@ -868,7 +869,7 @@ def measure_latency(
     ``device``: the GPU is synchronised before and after each call, since kernels run asynchronously. Report
     the median, not the mean: a busy machine adds long outliers.
     """
-    return compare_latency({"fn": fn}, warmup=warmup, repeats=repeats, device=device, clock=clock)["fn"]
+    return compare_latency({"fn": fn}, warmup=warmup, repeats=repeats, device=device, clock=clock, number=number)["fn"]
 
 
 def compare_latency(
@@ -878,15 +879,21 @@ def compare_latency(
     repeats: int = 15,
     device: torch.device | str | None = None,
     clock: str = "wall",
+    number: int = 1,
 ) -> dict[Any, Timing]:
-    """Time several functions side by side, interleaved: round ``r`` calls each once, in a rotated order.
+    """Time several functions side by side, interleaved: in round ``r`` each runs ``number`` times in a row
+    (one sample: their mean time), the functions taking turns in a rotated order.
 
     Interleaving spreads any slow phase of a shared machine over every candidate, so ratios of medians (and
-    :func:`paired_speedup`) stay meaningful when absolute times drift. ``clock`` is ``"wall"`` or ``"cpu"``
-    (see :func:`measure_latency`; GPU time is wall-clock time).
+    :func:`paired_speedup`) stay meaningful when absolute times drift. ``number > 1`` times fast calls with
+    warm caches, as when a server runs one model over and over (the first call after another model has run
+    pays for reloading its weights into the CPU caches). ``clock`` is ``"wall"`` or ``"cpu"`` (see
+    :func:`measure_latency`; GPU time is wall-clock time).
     """
     if not fns:
         raise ValueError("fns must name at least one function")
+    if not isinstance(number, int) or number < 1:
+        raise ValueError(f"number must be a positive int, got {number!r}")
     check_choice("clock", clock, ("wall", "cpu"))
     now = time.perf_counter if clock == "wall" else time.process_time
     if not isinstance(repeats, int) or repeats < 1 or not isinstance(warmup, int) or warmup < 0:
@@ -900,11 +907,13 @@ def compare_latency(
     for r in range(repeats):
         for j in range(len(names)):
             name = names[(j + r) % len(names)]
+            fn = fns[name]
             _sync(device)
             t0 = now()
-            fns[name]()
+            for _ in range(number):
+                fn()
             _sync(device)
-            times[name].append(now() - t0)
+            times[name].append((now() - t0) / number)
     return {n: Timing(times[n]) for n in names}
 
 

@@ -390,6 +390,11 @@ def test_latency_helpers():
     assert tc["sleep"].median < tc["busy"].median
     with pytest.raises(ValueError, match="clock"):
         measure_latency(lambda: None, clock="gpu")
+    calls = []
+    tn = measure_latency(lambda: calls.append(1), warmup=2, repeats=3, number=4)
+    assert len(calls) == 2 + 3 * 4 and len(tn.times) == 3
+    with pytest.raises(ValueError, match="number"):
+        measure_latency(lambda: None, number=0)
     with pytest.raises(ValueError, match="compare_latency"):
         paired_speedup({"a": Timing([1.0, 1.0]), "b": Timing([1.0])}, "a", "b")
 
