@@ -354,3 +354,305 @@ def load_easy_vqa(split: str = "train", *, max_images: int | None = None, image_
         image_id=torch.tensor([image_ids[j] for j in keep], dtype=torch.long),
         answers=all_answers,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Lesson 1: aligned-sequence episodes (video, speech, transcript) and spatial-grounding canvases.
+
+__all__ += [
+    "AlignmentEpisode",
+    "make_alignment_episode",
+    "make_alignment_episodes",
+    "collate_episodes",
+    "GroundingCanvases",
+    "make_grounding_canvases",
+]
+
+_PAUSE_MAX_S = 0.4  # longest pause after a word at warp 1
+_OFFSET_MAX_S = 0.5  # longest leading silence of the speech at warp 1
+_SPEECH_STRETCH = 1.5  # at warp 1 a word lasts 2/3 to 3/2 times its natural duration (times the drift)
+_VIDEO_STRETCH = 4.0  # at warp 1 a digit is held 1/4 to 4 times its word's natural duration (times the drift)
+_DRIFT = 1.0  # at warp 1 the tempo drifts by up to this many "stretch units" from the first to the last token
+
+
+@lru_cache(maxsize=3)
+def _split_digit_images(split: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    idx = _image_split_indices()[split]
+    return (digits.images[idx] / 16.0).astype(np.float32), digits.target[idx].astype(np.int64)
+
+
+@dataclass
+class AlignmentEpisode:
+    """One digit string seen twice, out of step: as a "video" and as speech, with its transcript.
+
+    ``digits`` (K,) the transcript's digits (``words`` gives "three", ...); ``video`` (Tv, 1, 8, 8) frames, each
+    digit's image held for several frames; ``speech`` (Ta, n_mels) log-mel frames of the spoken string;
+    ``video_token`` (Tv,) and ``speech_token`` (Ta,) the index ``k`` of the transcript token each frame belongs
+    to (the ground-truth alignment: a pause or the leading silence belongs to the word before it, or to the
+    first word); ``speech_voiced`` (Ta,) True where a word is being said. Both streams have ``frame_ms``
+    frames; at ``warp = 0`` they have the same length and the same token at every index.
+    """
+
+    digits: torch.Tensor
+    video: torch.Tensor
+    speech: torch.Tensor
+    video_token: torch.Tensor
+    speech_token: torch.Tensor
+    speech_voiced: torch.Tensor
+    warp: float
+    frame_ms: int
+
+    @property
+    def words(self) -> list[str]:
+        return [DIGIT_WORDS[d] for d in self.digits.tolist()]
+
+    @property
+    def transcript(self) -> str:
+        return " ".join(self.words)
+
+
+def make_alignment_episode(
+    split: str = "train",
+    *,
+    warp: float = 0.5,
+    n_digits: tuple[int, int] = (3, 6),
+    image_noise: float = 0.0,
+    audio_noise: float = 0.0,
+    frame_ms: int = 40,
+    seed: int = 0,
+    index: int = 0,
+) -> AlignmentEpisode:
+    """Episode ``index`` of the stream ``seed``: a digit string as video, speech and transcript.
+
+    The string has ``n_digits[0]..n_digits[1]`` digits, no digit twice in a row. Speech: each word is a random
+    AV-Digits clip of the split's voices (test: the 2 held-out voices). Warp ``w`` in [0, 1] stretches the streams
+    apart, independently: each spoken word is played ``2^(w·u)`` times as long (``u ~ U(-1, 1)``; faster speech
+    is also higher, like a tape), followed by a pause of ``U(0, w·0.4)`` s, after a leading silence of
+    ``U(0, w·0.5)`` s; each digit image is held ``2^(w·u')`` times its word's natural duration. At ``w = 0`` both
+    streams give each token its word's natural duration, so index ``t`` of one is index ``t`` of the other.
+    All random draws are made whatever ``w`` is, so the same ``seed``/``index`` gives the same string, clips and
+    images at every warp. ``image_noise`` is the pixel noise std (fresh every frame); ``audio_noise`` the
+    white-noise std relative to the speech RMS (1/SNR).
+    """
+    check_choice("split", split, SPLITS)
+    check_fraction("warp", warp)
+    lo, hi = (int(v) for v in n_digits)
+    if not 1 <= lo <= hi:
+        raise ValueError(f"n_digits must be (min, max) with 1 <= min <= max, got {n_digits}")
+    for name, value in (("image_noise", image_noise), ("audio_noise", audio_noise)):
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    if frame_ms < 10 or frame_ms % 10:
+        raise ValueError(f"frame_ms must be a positive multiple of 10, got {frame_ms}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0 or index < 0:
+        raise ValueError(f"seed and index must be non-negative ints, got {seed!r}, {index!r}")
+
+    split_id = SPLITS.index(split)
+    rng, image_rng, audio_rng = (np.random.default_rng([seed, split_id, index, k]) for k in range(3))
+    clips = load_audio_clips()
+    sr = int(clips["sample_rate"])
+    hop = sr * frame_ms // 1000
+    test_voice = np.isin(clips["voice"], clips["test_voices"])
+    pool = test_voice if split == "test" else ~test_voice
+    images, labels = _split_digit_images(split)
+
+    # the string, its clips and images, and every random stretch, drawn in a fixed order
+    k_len = int(rng.integers(lo, hi + 1))
+    digits = [int(rng.integers(10))]
+    for _ in range(k_len - 1):
+        digits.append(int((digits[-1] + rng.integers(1, 10)) % 10))
+    clip_ids = [int(rng.choice(np.flatnonzero(pool & (clips["digit"] == d)))) for d in digits]
+    image_ids = [int(rng.choice(np.flatnonzero(labels == d))) for d in digits]
+    u_speech, u_video = rng.uniform(-1, 1, k_len), rng.uniform(-1, 1, k_len)
+    ramp = np.linspace(-1, 1, k_len) if k_len > 1 else np.zeros(1)
+    u_speech = u_speech + _DRIFT * rng.uniform(-1, 1) * ramp  # a tempo that drifts along the string
+    u_video = u_video + _DRIFT * rng.uniform(-1, 1) * ramp
+    pauses = rng.uniform(0, 1, k_len) * warp * _PAUSE_MAX_S * sr
+    offset_frames = int(np.ceil(rng.uniform(0, 1) * warp * _OFFSET_MAX_S * sr / hop))
+
+    pieces, speech_token, voiced, video_hold = (
+        [np.zeros(offset_frames * hop)],
+        [0] * offset_frames,
+        [False] * offset_frames,
+        [],
+    )
+    for k, c in enumerate(clip_ids):
+        wave = _clip_wave(clips, c)
+        natural = int(np.ceil(len(wave) / hop))
+        n = max(2, int(round(len(wave) * _SPEECH_STRETCH ** (warp * u_speech[k]))))
+        wave = np.interp(np.linspace(0, len(wave) - 1, n), np.arange(len(wave)), wave)
+        frames = int(np.ceil((n + pauses[k]) / hop))
+        pieces.append(np.pad(wave, (0, frames * hop - n)))
+        speech_token += [k] * frames
+        voiced += [(f + 0.5) * hop < n for f in range(frames)]
+        video_hold.append(max(1, int(round(natural * _VIDEO_STRETCH ** (warp * u_video[k])))))
+    wave = np.concatenate(pieces)
+    if audio_noise > 0:
+        rms = np.sqrt(np.mean(np.concatenate(pieces[1:]) ** 2))  # pauses dilute it a little; fine for a knob
+        wave = wave + audio_rng.normal(0, audio_noise * rms, wave.shape)
+    n_frames = len(speech_token)
+    pool_k = frame_ms // 10
+    # shift by (n_fft - hop) / 2 so that 10 ms frame f is centred on samples [80 f, 80 f + 80)
+    lm = log_mel(np.pad(wave, (88, 256)), sr, n_mels=32, n_fft=256, hop=80)[:, : n_frames * pool_k]
+    speech = lm.reshape(lm.shape[0], n_frames, pool_k).mean(-1).T
+
+    video_token = np.repeat(np.arange(k_len), video_hold)
+    video = images[np.array(image_ids)[video_token]][:, None]
+    if image_noise > 0:
+        video = video + image_rng.normal(0, image_noise, video.shape).astype(np.float32)
+    return AlignmentEpisode(
+        digits=torch.tensor(digits, dtype=torch.long),
+        video=torch.from_numpy(np.ascontiguousarray(video, dtype=np.float32)),
+        speech=torch.from_numpy(np.ascontiguousarray(speech, dtype=np.float32)),
+        video_token=torch.from_numpy(video_token.astype(np.int64)),
+        speech_token=torch.tensor(speech_token, dtype=torch.long),
+        speech_voiced=torch.tensor(voiced, dtype=torch.bool),
+        warp=float(warp),
+        frame_ms=int(frame_ms),
+    )
+
+
+def make_alignment_episodes(n: int, split: str = "train", *, seed: int = 0, **kwargs) -> list[AlignmentEpisode]:
+    """Episodes ``0..n-1`` of stream ``seed``; ``kwargs`` go to :func:`make_alignment_episode`.
+
+    ``warp`` may also be a sequence of ``n`` values (one per episode), e.g. to train on a mix of warps.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    warp = kwargs.pop("warp", 0.5)
+    warps = np.broadcast_to(np.asarray(warp, dtype=np.float64), (n,)) if np.ndim(warp) == 0 else np.asarray(warp)
+    if warps.shape != (n,):
+        raise ValueError(f"warp must be a number or a sequence of n={n} values, got shape {warps.shape}")
+    return [make_alignment_episode(split, warp=float(warps[i]), seed=seed, index=i, **kwargs) for i in range(n)]
+
+
+def collate_episodes(episodes: list[AlignmentEpisode]) -> dict[str, torch.Tensor]:
+    """Pad episodes into a batch (a dict of tensors, batch first).
+
+    ``video`` (B, Tv, 1, 8, 8) and ``speech`` (B, Ta, n_mels) zero-padded, with ``video_mask`` / ``speech_mask``
+    True at real frames; ``video_token`` / ``speech_token`` (token index, -1 at padding); ``video_digit`` /
+    ``speech_digit`` (the digit of each frame's token, -1 at padding); ``speech_voiced`` (False at pauses and
+    padding); ``digits`` (B, K) padded with 0 and
+    ``token_mask`` True at real tokens.
+    """
+    if not episodes:
+        raise ValueError("episodes must be a non-empty list")
+    b = len(episodes)
+    tv, ta, k = (max(len(getattr(e, f)) for e in episodes) for f in ("video", "speech", "digits"))
+    out = {
+        "video": torch.zeros(b, tv, *episodes[0].video.shape[1:]),
+        "speech": torch.zeros(b, ta, episodes[0].speech.shape[1]),
+        "video_token": torch.full((b, tv), -1, dtype=torch.long),
+        "speech_token": torch.full((b, ta), -1, dtype=torch.long),
+        "video_digit": torch.full((b, tv), -1, dtype=torch.long),
+        "speech_digit": torch.full((b, ta), -1, dtype=torch.long),
+        "digits": torch.zeros(b, k, dtype=torch.long),
+        "speech_voiced": torch.zeros(b, ta, dtype=torch.bool),
+    }
+    for i, e in enumerate(episodes):
+        nv, na, nk = len(e.video), len(e.speech), len(e.digits)
+        out["video"][i, :nv] = e.video
+        out["speech"][i, :na] = e.speech
+        out["video_token"][i, :nv] = e.video_token
+        out["speech_token"][i, :na] = e.speech_token
+        out["video_digit"][i, :nv] = e.digits[e.video_token]
+        out["speech_digit"][i, :na] = e.digits[e.speech_token]
+        out["digits"][i, :nk] = e.digits
+        out["speech_voiced"][i, :na] = e.speech_voiced
+    out["video_mask"] = out["video_token"] >= 0
+    out["speech_mask"] = out["speech_token"] >= 0
+    out["token_mask"] = torch.arange(k)[None] < torch.tensor([len(e.digits) for e in episodes])[:, None]
+    return out
+
+
+_QUERY_TEMPLATES = ("where is the {w}?", "the {w}", "find the {d}", "point at the {w}", "which one is {w}?")
+
+
+@dataclass
+class GroundingCanvases:
+    """Canvases with several digits at random places, and a query naming one of them.
+
+    ``canvas`` (N, 1, G·8, G·8) in [0, 1] plus noise; ``digits`` (N, n) the distinct digits on each canvas;
+    ``cells`` (N, n) the grid cell (row-major, ``r·G + c``) holding each; ``query`` (N,) the digit named by
+    ``text`` (N query strings); ``target_cell`` (N,) where it is; ``target_center`` (N, 2) its centre (row, col)
+    in pixels. :meth:`patches` cuts canvases into the G×G cells, each a (1, 8, 8) patch.
+    """
+
+    canvas: torch.Tensor
+    digits: torch.Tensor
+    cells: torch.Tensor
+    query: torch.Tensor
+    text: list[str]
+    target_cell: torch.Tensor
+    target_center: torch.Tensor
+    grid: int
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+    def patches(self) -> torch.Tensor:
+        """(N, G·G, 1, 8, 8): the canvas cut into 8×8 patches, row-major."""
+        n, g = len(self), self.grid
+        x = self.canvas.reshape(n, 1, g, 8, g, 8).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(n, g * g, 1, 8, 8)
+
+
+def make_grounding_canvases(
+    n: int,
+    split: str = "train",
+    *,
+    grid: int = 4,
+    n_digits: int = 3,
+    jitter: int = 0,
+    image_noise: float = 0.0,
+    seed: int = 0,
+) -> GroundingCanvases:
+    """``n`` canvases of ``grid``×``grid`` cells of 8×8 px, each with ``n_digits`` distinct digits of the split
+    in distinct random cells, shifted by up to ``jitter`` px (0..3, so a digit may straddle patches but its
+    centre stays in its cell), and a query naming one of them ("where is the seven?")."""
+    check_choice("split", split, SPLITS)
+    if n < 1 or grid < 1 or not 1 <= n_digits <= min(10, grid * grid):
+        raise ValueError(f"need n >= 1, grid >= 1 and 1 <= n_digits <= min(10, grid²), got {n}, {grid}, {n_digits}")
+    if not 0 <= jitter <= 3:
+        raise ValueError(f"jitter must be in 0..3 px, got {jitter}")
+    if not np.isfinite(image_noise) or image_noise < 0:
+        raise ValueError(f"image_noise must be a finite number >= 0, got {image_noise}")
+    split_id = SPLITS.index(split)
+    rng, noise_rng = (np.random.default_rng([seed, split_id, 1000 + k]) for k in range(2))
+    images, labels = _split_digit_images(split)
+    size = grid * 8
+    canvas = np.zeros((n, 1, size, size), dtype=np.float32)
+    digits = np.zeros((n, n_digits), dtype=np.int64)
+    cells = np.zeros((n, n_digits), dtype=np.int64)
+    query, target, center, texts = [], [], [], []
+    for i in range(n):
+        digits[i] = rng.choice(10, n_digits, replace=False)
+        cells[i] = rng.choice(grid * grid, n_digits, replace=False)
+        for d, cell in zip(digits[i], cells[i]):
+            img = images[rng.choice(np.flatnonzero(labels == d))]
+            dy, dx = rng.integers(-jitter, jitter + 1, 2)
+            y0 = int(np.clip(8 * (cell // grid) + dy, 0, size - 8))
+            x0 = int(np.clip(8 * (cell % grid) + dx, 0, size - 8))
+            region = canvas[i, 0, y0 : y0 + 8, x0 : x0 + 8]
+            np.maximum(region, img, out=region)
+        j = int(rng.integers(n_digits))
+        query.append(digits[i, j])
+        target.append(cells[i, j])
+        center.append((8 * (cells[i, j] // grid) + 4.0, 8 * (cells[i, j] % grid) + 4.0))
+        template = _QUERY_TEMPLATES[rng.integers(len(_QUERY_TEMPLATES))]
+        texts.append(template.format(w=DIGIT_WORDS[digits[i, j]], d=digits[i, j]))
+    if image_noise > 0:
+        canvas = canvas + noise_rng.normal(0, image_noise, canvas.shape).astype(np.float32)
+    return GroundingCanvases(
+        canvas=torch.from_numpy(canvas),
+        digits=torch.from_numpy(digits),
+        cells=torch.from_numpy(cells),
+        query=torch.tensor(query, dtype=torch.long),
+        text=texts,
+        target_cell=torch.tensor(target, dtype=torch.long),
+        target_center=torch.tensor(center, dtype=torch.float32),
+        grid=grid,
+    )
