@@ -331,10 +331,11 @@ def time_fusions(
     module, measured side by side.
 
     Each module is warmed up, then timed in ``rounds`` interleaved rounds (so that a busy machine slows all of
-    them alike); a round runs enough passes to last about ``block_s``. The clock is wall time, except on a CPU
-    with torch limited to one thread (``OMP_NUM_THREADS=1``, as in the course's CI), where it is this thread's
-    CPU time (``time.thread_time``), which other processes on a shared machine barely disturb. On CUDA each
-    pass ends with a synchronize.
+    them alike), their order rotated from round to round (so that no module always runs right after a big one
+    that flushed the caches); a round runs enough passes to last about ``block_s``. The clock is wall time,
+    except on a CPU with torch limited to one thread (``OMP_NUM_THREADS=1``), where it is this thread's CPU time
+    (``time.thread_time``), which other processes on a shared machine barely disturb. On CUDA each pass ends
+    with a synchronize.
     """
     import statistics
     import time
@@ -359,8 +360,9 @@ def time_fusions(
         step(module)
         inner[name] = max(1, min(100, int(block_s / max(clock() - t0, 1e-6))))
     times: dict[str, list[float]] = {name: [] for name in modules}
-    for _ in range(rounds):
-        for name, module in modules.items():
+    order = list(modules.items())
+    for i in range(rounds):
+        for name, module in order[i % len(order) :] + order[: i % len(order)]:  # rotate: no fixed neighbours
             t0 = clock()
             for _ in range(inner[name]):
                 step(module)
