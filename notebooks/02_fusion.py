@@ -198,8 +198,8 @@ torch.testing.assert_close(with_one[:, :3, :4, -1], z_text[:, :, None] * z_image
 # $$h = \sum_{r=1}^{R} \bigodot_{m=1}^{M} \big(W_m^{(r)}\, \hat z_m\big), \qquad
 # W_m^{(r)} \in \mathbb{R}^{d_h \times D_m}, \qquad \#\text{params} = R\, d_h \sum_m D_m .$$
 #
-# One matrix product per modality, an elementwise product across modalities, a sum over the rank. A product
-# of $M$ numbers is turned into a sum of $M$ numbers: that is where the savings come from.
+# One matrix product per modality, an elementwise product across modalities, a sum over the rank. The
+# $\prod_m D_m$ of TFN becomes $R \sum_m D_m$: that is where the savings come from.
 #
 # `mmlab.fusion` implements both (`TensorFusion`, `LowRankFusion`); `LowRankFusion.full_weight()` returns the
 # TFN weight it is equivalent to. The identity, checked for three modalities and rank 3:
