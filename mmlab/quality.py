@@ -60,6 +60,7 @@ __all__ = [
     "weighted_sampler",
     "tensor_loader",
     "train_classifier",
+    "predict_logits",
     "classifier_accuracy",
     "PairScorer",
     "QualityScores",
@@ -452,8 +453,8 @@ def train_classifier(
 
 
 @torch.inference_mode()
-def classifier_accuracy(model: nn.Module, features: Sequence[torch.Tensor], labels: torch.Tensor) -> float:
-    """Accuracy of ``model(*features)`` against ``labels`` in eval mode (restores the previous mode)."""
+def predict_logits(model: nn.Module, features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``model(*features)`` in eval mode on the model's device (restores the previous mode); logits on the CPU."""
     if isinstance(features, torch.Tensor):
         features = [features]
     device = next(model.parameters()).device
@@ -461,8 +462,14 @@ def classifier_accuracy(model: nn.Module, features: Sequence[torch.Tensor], labe
     model.eval()
     out = model(*to_device(list(features), device))
     model.train(was_training)
+    return out.float().cpu()
+
+
+def classifier_accuracy(model: nn.Module, features: Sequence[torch.Tensor], labels: torch.Tensor) -> float:
+    """Accuracy of ``model(*features)`` against ``labels``: share of rows whose arg-max is the label."""
+    out = predict_logits(model, features)
     check_tensor("labels", labels, (out.shape[0],), dtype="int")
-    return (out.argmax(-1).cpu() == labels.cpu()).float().mean().item()
+    return (out.argmax(-1) == labels.cpu()).float().mean().item()
 
 
 # --------------------------------------------------------------------------------------------------------------
