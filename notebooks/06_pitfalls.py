@@ -203,8 +203,8 @@ print(f"1 layer beats 8 layers by {100 * gap.min():.1f}–{100 * gap.max():.1f} 
 #
 # $$L = (1-\lambda)\,\mathrm{CE}(z_s, y) + \lambda\,T^2\,\mathrm{KL}\big(\mathrm{softmax}(z_t/T)\,\|\,\mathrm{softmax}(z_s/T)\big).$$
 #
-# Distilling on the 200 items the teacher was trained on would teach almost nothing: the teacher has memorised
-# them, so its outputs there *are* the labels. Distillation pays where the teacher can label data that has no
+# Distilling on the 200 items the teacher was trained on should teach little: the teacher fits them perfectly, so
+# its outputs there mostly repeat the labels. Distillation pays where the teacher can label data that has no
 # labels: the student is trained on all 1,078 training pairs (the **transfer set**), with the teacher's soft
 # predictions as targets (`λ = 1`, `T = 1`). The light student has one hidden layer of 32 units; the teacher is
 # a wide two-layer model (256 units per layer). To check where any gain comes from, we also distil with the 200
@@ -275,14 +275,14 @@ fig
 # %% [markdown]
 # **What the seeds show** (asserted below): the wide teacher has more than ten times the parameters of the
 # 1-layer, 64-unit model and is within 3 points of it — width did not hurt, but it did not buy accuracy either.
-# The light 32-unit model, distilled through the unlabelled pairs, beats itself trained alone on every seed and
-# comes within 2 points of its teacher with over 20× fewer parameters. Distilled on the 200 labelled items only,
-# it gains less than half as much: the gain comes from the unlabelled data that the teacher's predictions open up.
-# That, rather than its size, is what the big model was good for here.
+# The light 32-unit model, distilled through the unlabelled pairs, beats itself trained alone by more than a point
+# on average and comes within 3 points of its teacher, with over 20× fewer parameters. Distilled on the 200
+# labelled items only, it gains less than half as much: the gain comes from the unlabelled data that the teacher's
+# predictions open up. That, rather than its size, is what the big model was good for here.
 #
 # Note what did *not* happen: the distilled model did not beat the shallow 1×64 model trained directly on the 200
-# labels (it stays within 2 points below or above it). On this data the first fix for the stacking pitfall is
-# simply not to stack; distillation is how you then go lighter still without losing accuracy.
+# labels. On this data the first fix for the stacking pitfall is simply not to stack; distillation is how you then
+# go lighter still while keeping most of the accuracy.
 
 # %%
 kd_mean = {k: np.mean(v) for k, v in kd.items()}
@@ -291,13 +291,13 @@ gain, gain_labelled = distilled - alone, np.array(kd["light distilled, labelled 
 assert params["wide teacher (2×256)"] > 10 * size["1 layer"]["params"]
 assert params["wide teacher (2×256)"] > 20 * params["light distilled (1×32)"]
 assert abs(kd_mean["wide teacher (2×256)"] - test_mean["1 layer"]) < 0.03, (kd_mean, test_mean)
-assert (gain > 0).all() and gain.mean() > 0.015, gain
-assert abs(distilled.mean() - kd_mean["wide teacher (2×256)"]) < 0.02, kd_mean
+assert gain.mean() > 0.01, gain
+assert abs(distilled.mean() - kd_mean["wide teacher (2×256)"]) < 0.03, kd_mean
 assert gain_labelled.mean() < gain.mean() / 2, (gain_labelled, gain)
-assert abs(distilled.mean() - test_mean["1 layer"]) < 0.02, (kd_mean, test_mean)
+assert distilled.mean() < test_mean["1 layer"] + 0.01, (kd_mean, test_mean)
 print(
-    f"distillation gains {100 * gain.mean():.1f} points through the unlabelled pairs, "
-    f"{100 * gain_labelled.mean():.1f} on the labelled items alone"
+    f"distillation gains {100 * gain.mean():.1f} points through the unlabelled pairs (per seed: "
+    f"{np.round(100 * gain, 1)}), {100 * gain_labelled.mean():.1f} on the labelled items alone"
 )
 
 # %% [markdown]
@@ -449,8 +449,8 @@ assert np.mean(aucs["small loss → mismatched pairs"]) < np.mean(aucs["agreemen
 #
 # Each is compared with training on the data before injection (**clean**), on everything (**dirty**, the tempting
 # recipe) and on exactly the truly clean items (**oracle**, which no real pipeline has). The classifier is a
-# one-hidden-layer `FusionStack` (128 units) trained for 40 epochs — long enough to memorise what it is given,
-# as real training runs do.
+# one-hidden-layer `FusionStack` (128 units) trained for 40 epochs with no early stopping, so it has every
+# chance to memorise what it is given.
 
 # %%
 methods = ["clean", "dirty", "filtered", "weighted", "oracle"]
@@ -530,19 +530,19 @@ for (kind, rate), r in sweep.items():
 # %% [markdown]
 # **What the seeds show** (asserted below): wrong labels are the more expensive dirt — 40% of them cost at least
 # 10 points more than 50% mismatched pairs. Mismatched pairs hurt less, presumably because the label still matches
-# the image, so the model can lean on it; 10% of them cost nothing measurable (within 2 points of clean), and
-# there filtering does not help either — it only throws away clean items. At 30% mismatched pairs the dirt costs a
-# few points; filtered training beats dirty training on every seed and is as good as the oracle (within 2 points).
+# the image, so the model can lean on it; 10% of them cost at most 2 points, and there filtering does not help —
+# it mostly throws away clean items. At 30% mismatched pairs the dirt costs a few points; filtered training beats
+# dirty training on every seed and is as good as the oracle (within 2 points, or better).
 # From there on, and at every rate of wrong labels we tried, filtering beats training on everything. At 40% wrong
 # labels it falls well short of the oracle: the warm-up model has itself learned from many wrong labels.
 
 # %%
 mean = {setting: {m: v.mean() for m, v in r.items()} for setting, r in sweep.items()}
 at10, at30 = sweep["mismatch", 0.1], sweep["mismatch", 0.3]
-assert abs(at10["dirty"].mean() - clean_acc.mean()) < 0.02 and abs(at10["filtered"] - at10["dirty"]).mean() < 0.03
+assert at10["dirty"].mean() > clean_acc.mean() - 0.02 and at10["filtered"].mean() < at10["dirty"].mean() + 0.01
 assert at30["dirty"].mean() < clean_acc.mean() - 0.015, (at30, clean_acc)
 assert (at30["filtered"] > at30["dirty"] + 0.01).all() and (at30["filtered"] - at30["dirty"]).mean() > 0.02, at30
-assert abs(at30["filtered"].mean() - at30["oracle"].mean()) < 0.02, at30
+assert at30["filtered"].mean() > at30["oracle"].mean() - 0.02, at30
 assert mean["mismatch", 0.5]["dirty"] < clean_acc.mean() - 0.08, mean
 assert mean["label_noise", 0.4]["dirty"] < clean_acc.mean() - 0.2, mean
 assert mean["label_noise", 0.4]["dirty"] < mean["mismatch", 0.5]["dirty"] - 0.1, mean
@@ -590,9 +590,9 @@ widget = interact(
 # * On 200 labelled pairs, **stacking layers hurts**: every model fits the training set, and test accuracy falls
 #   with depth (1 → 8 layers: more than 15 points on every seed). Residual blocks soften this but do not reverse it.
 #   A wider model was no better, only bigger.
-# * A **light model distilled from a bigger one** through unlabelled pairs beat itself trained alone and matched
-#   its teacher at 1/26 of the parameters; distilling on the labelled items alone gained much less. It did not beat
-#   the shallow model trained directly: here the first fix is not to stack, distillation the way to go lighter.
+# * A **light model distilled from a bigger one** through unlabelled pairs beat itself trained alone and came close
+#   to its teacher at 1/26 of the parameters; distilling on the labelled items alone gained much less. It did not
+#   beat the shallow model trained directly: here the first fix is not to stack, distillation the way to go lighter.
 # * **Dirty data costs accuracy**, wrong labels more than mismatched pairs. A short warm-up model finds both:
 #   cross-modal **agreement** for mismatched pairs, the **small-loss** score for wrong labels (AUROC well above
 #   0.5). Agreement is nearly blind to wrong labels; the small-loss score sees mismatched pairs less well.
