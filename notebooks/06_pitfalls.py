@@ -256,17 +256,26 @@ points = {  # name: (parameters, test accuracies)
     **{n: (params[n], kd[n]) for n in kd_names},
 }
 fig, ax = new_figure(size=(8, 4.4))
-nudge = {"light alone (1×32)": 0.85, "light distilled, labelled only": 1.0, "light distilled (1×32)": 1.18}
+nudge = {"light alone (1×32)": 0.8, "light distilled, labelled only": 1.0, "light distilled (1×32)": 1.25}
+offset = {
+    "light alone (1×32)": (-6, -12),
+    "light distilled, labelled only": (6, -14),
+    "light distilled (1×32)": (-6, 8),
+    "1 layer (×64)": (6, -13),
+}
 for name, (n_params, accs) in points.items():
     x, y = n_params * nudge.get(name, 1.0), np.mean(accs)
-    color = "tab:green" if "distilled" in name else "tab:purple" if "teacher" in name else "tab:red"
+    color = {"distilled": "tab:green", "teacher": "tab:purple", "alone": "tab:blue"}.get(
+        next((k for k in ("distilled", "teacher", "alone") if k in name), ""), "tab:red"
+    )
     ax.errorbar(x, y, yerr=np.std(accs), fmt="D" if "distilled" in name else "o", color=color, capsize=3)
-    ax.annotate(name, (x, y), xytext=(6, -3), textcoords="offset points", fontsize=7)
+    dx, dy = offset.get(name, (6, -3))
+    ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7, ha="right" if dx < 0 else "left")
 ax.set_xscale("log")
 ax.set(
     xlabel="parameters (log scale)",
     ylabel="test accuracy (fraction)",
-    xlim=(2500, 3e5),
+    xlim=(1200, 3e5),
     title="Accuracy vs size on 200 labelled pairs (mean ± std, 3 seeds)",
 )
 ax.grid(alpha=0.3)
