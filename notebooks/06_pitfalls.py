@@ -256,6 +256,7 @@ points = {  # name: (parameters, test accuracies)
     **{n: (params[n], kd[n]) for n in kd_names},
 }
 fig, ax = new_figure(size=(8, 4.4))
+# the three light models have the same size: spread them a little along x so that they can be told apart
 nudge = {"light alone (1×32)": 0.8, "light distilled, labelled only": 1.0, "light distilled (1×32)": 1.25}
 offset = {
     "light alone (1×32)": (-6, -12),
@@ -263,11 +264,10 @@ offset = {
     "light distilled (1×32)": (-6, 8),
     "1 layer (×64)": (6, -13),
 }
+colors = dict(zip(kd_names, ["tab:purple", "tab:blue", "tab:green", "tab:green"]))
 for name, (n_params, accs) in points.items():
     x, y = n_params * nudge.get(name, 1.0), np.mean(accs)
-    color = {"distilled": "tab:green", "teacher": "tab:purple", "alone": "tab:blue"}.get(
-        next((k for k in ("distilled", "teacher", "alone") if k in name), ""), "tab:red"
-    )
+    color = colors.get(name, "tab:red")  # red: the depth sweep
     ax.errorbar(x, y, yerr=np.std(accs), fmt="D" if "distilled" in name else "o", color=color, capsize=3)
     dx, dy = offset.get(name, (6, -3))
     ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7, ha="right" if dx < 0 else "left")
