@@ -18,8 +18,8 @@
 # # Lesson 6 — Pitfalls: bigger is not better, and dirty data
 #
 # **What you'll do:** train fusion networks of growing depth on a small multimodal training set and watch test
-# accuracy fall while training accuracy stays at 100%; then get a *light* model to the top with knowledge
-# distillation. In the second half you will dirty a data set on purpose, with mismatched image–speech pairs and
+# accuracy fall while training accuracy stays at 100%; then see what knowledge distillation from a bigger model
+# does for a *light* one. In the second half you will dirty a data set on purpose, with mismatched image–speech pairs and
 # wrong labels, measure what that costs, find the dirty items again with two quality scores, and train on the
 # cleaned data.
 #
@@ -413,7 +413,7 @@ fig
 # barely sees it; a mismatched pair has a label that the image supports, so its loss is only moderately high and
 # the small-loss score finds mismatched pairs less well than agreement does. The
 # **AUROC** is the probability that a random clean item scores higher than a random dirty one. How the space is
-# built matters: the towers' raw embeddings were never trained to be compared, and their cosine separates
+# built matters: the towers' raw embeddings were never trained to lie close together, and their cosine separates
 # mismatched pairs worse than the predicted class distributions do.
 #
 # A detector is used at a threshold. The precision–recall curve shows every choice at once: flag the `k`
