@@ -223,9 +223,9 @@ def dtw(
     the gradient of the value with respect to the cost, which is 1 exactly on the minimising path.
     """
     c, rows, cols, single = _prepare(cost, row_mask, col_mask)
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():  # clones: inference tensors cannot enter autograd
         leaf = c.detach().clone().requires_grad_(True)
-        value = _wavefront(leaf, 0.0, rows, cols)
+        value = _wavefront(leaf, 0.0, rows.clone(), cols.clone())
         (grad,) = torch.autograd.grad(value.sum(), leaf)
     value, path = value.detach(), grad > 0.5
     return (value[0], path[0]) if single else (value, path)
@@ -262,7 +262,7 @@ def soft_alignment(
     c, rows, cols, single = _prepare(cost, row_mask, col_mask)
     with torch.inference_mode(False), torch.enable_grad():
         leaf = c.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(_wavefront(leaf, gamma, rows, cols).sum(), leaf)
+        (grad,) = torch.autograd.grad(_wavefront(leaf, gamma, rows.clone(), cols.clone()).sum(), leaf)
     return grad[0] if single else grad
 
 

@@ -392,8 +392,9 @@ class AlignmentEpisode:
     digit's image held for several frames; ``speech`` (Ta, n_mels) log-mel frames of the spoken string;
     ``video_token`` (Tv,) and ``speech_token`` (Ta,) the index ``k`` of the transcript token each frame belongs
     to (the ground-truth alignment: a pause or the leading silence belongs to the word before it, or to the
-    first word); ``speech_voiced`` (Ta,) True where a word is being said. Both streams have ``frame_ms``
-    frames; at ``warp = 0`` they have the same length and the same token at every index.
+    first word); ``speech_voiced`` (Ta,) True where a word is being said; ``clips`` (K,) the index of each
+    word's clip in :func:`load_audio_clips`. Both streams have ``frame_ms`` frames; at ``warp = 0`` they have
+    the same length and the same token at every index.
     """
 
     digits: torch.Tensor
@@ -404,6 +405,7 @@ class AlignmentEpisode:
     speech_voiced: torch.Tensor
     warp: float
     frame_ms: int
+    clips: torch.Tensor
 
     @property
     def words(self) -> list[str]:
@@ -428,14 +430,18 @@ def make_alignment_episode(
     """Episode ``index`` of the stream ``seed``: a digit string as video, speech and transcript.
 
     The string has ``n_digits[0]..n_digits[1]`` digits, no digit twice in a row. Speech: each word is a random
-    AV-Digits clip of the split's voices (test: the 2 held-out voices). Warp ``w`` in [0, 1] stretches the streams
-    apart, independently: each spoken word is played ``2^(w·u)`` times as long (``u ~ U(-1, 1)``; faster speech
-    is also higher, like a tape), followed by a pause of ``U(0, w·0.4)`` s, after a leading silence of
-    ``U(0, w·0.5)`` s; each digit image is held ``2^(w·u')`` times its word's natural duration. At ``w = 0`` both
-    streams give each token its word's natural duration, so index ``t`` of one is index ``t`` of the other.
-    All random draws are made whatever ``w`` is, so the same ``seed``/``index`` gives the same string, clips and
-    images at every warp. ``image_noise`` is the pixel noise std (fresh every frame); ``audio_noise`` the
-    white-noise std relative to the speech RMS (1/SNR).
+    AV-Digits clip of the split's voices (test: the 2 held-out voices), as log-mel frames (32 bands) averaged
+    over ``frame_ms``. Video: one random image of the split per digit, held for several frames.
+
+    Warp ``w`` in [0, 1] moves the streams apart, independently. Word ``k`` (of ``K``) is played
+    ``1.5^(w·(u_k + g·r_k))`` times as long (faster speech is also higher, like a tape) and followed by a
+    pause of ``U(0, w·0.4)`` s, after a leading silence of ``U(0, w·0.5)`` s; digit ``k`` is held
+    ``4^(w·(u'_k + g'·r_k))`` times its word's natural duration. Here ``u, u', g, g' ~ U(-1, 1)`` and
+    ``r_k = 2k/(K−1) − 1`` runs from −1 to 1, so ``g`` and ``g'`` make the pace drift along the string. At
+    ``w = 0`` both streams give each token its word's natural duration (rounded up to whole frames), so index
+    ``t`` of one is index ``t`` of the other. All random draws are made whatever ``w`` is, so the same
+    ``seed``/``index`` gives the same string, clips and images at every warp. ``image_noise`` is the pixel-noise
+    std (fresh every frame); ``audio_noise`` the white-noise std relative to the speech RMS (1/SNR).
     """
     check_choice("split", split, SPLITS)
     check_fraction("warp", warp)
@@ -512,6 +518,7 @@ def make_alignment_episode(
         speech_voiced=torch.tensor(voiced, dtype=torch.bool),
         warp=float(warp),
         frame_ms=int(frame_ms),
+        clips=torch.tensor(clip_ids, dtype=torch.long),
     )
 
 
@@ -631,17 +638,19 @@ def make_grounding_canvases(
     for i in range(n):
         digits[i] = rng.choice(10, n_digits, replace=False)
         cells[i] = rng.choice(grid * grid, n_digits, replace=False)
+        centers = []
         for d, cell in zip(digits[i], cells[i]):
             img = images[rng.choice(np.flatnonzero(labels == d))]
-            dy, dx = rng.integers(-jitter, jitter + 1, 2)
+            dy, dx = np.floor(rng.random(2) * (2 * jitter + 1)).astype(int) - jitter  # same draws for any jitter
             y0 = int(np.clip(8 * (cell // grid) + dy, 0, size - 8))
             x0 = int(np.clip(8 * (cell % grid) + dx, 0, size - 8))
             region = canvas[i, 0, y0 : y0 + 8, x0 : x0 + 8]
             np.maximum(region, img, out=region)
+            centers.append((y0 + 4.0, x0 + 4.0))
         j = int(rng.integers(n_digits))
         query.append(digits[i, j])
         target.append(cells[i, j])
-        center.append((8 * (cells[i, j] // grid) + 4.0, 8 * (cells[i, j] % grid) + 4.0))
+        center.append(centers[j])
         template = _QUERY_TEMPLATES[rng.integers(len(_QUERY_TEMPLATES))]
         texts.append(template.format(w=DIGIT_WORDS[digits[i, j]], d=digits[i, j]))
     if image_noise > 0:
