@@ -607,20 +607,19 @@ def episode_figure(episodes: list, titles: list[str] | None = None) -> Figure:
             for b in _token_boundaries(tokens):
                 ax.axvline(b * dt + dt / 2, color="tab:cyan", lw=1.2)
             for k in range(len(ep.digits)):
-                where = np.flatnonzero(tokens == k)
+                start = np.flatnonzero(tokens == k)[0]
                 ax.text(
-                    (where.mean() + 0.5) * dt,
-                    1.0,
+                    start * dt + 0.01,
+                    0.93,
                     DIGIT_WORDS[int(ep.digits[k])],
-                    color="tab:cyan",
-                    ha="center",
-                    va="bottom",
+                    ha="left",
+                    va="top",
                     fontsize=8,
                     transform=ax.get_xaxis_transform(),
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
                 )
         end = max(len(ep.speech), len(ep.video)) * dt
         a_sp.set(xlim=(0, end), ylabel="mel band", title=titles[i])
-        a_sp.title.set_position((0.5, 1.12))
         a_v.set(xlim=(0, end), yticks=[], ylabel="video", xlabel="time (s)")
     fig.suptitle("speech (top) and video (bottom) of each episode; lines: true token boundaries")
     return fig

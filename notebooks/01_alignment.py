@@ -14,8 +14,6 @@
 #     name: python3
 # ---
 
-# %%
-
 # %% [markdown]
 # # Lesson 1 — Modality alignment: streams out of step, and words that point at places
 #
@@ -260,7 +258,7 @@ assert torch.allclose(weights.sum(-1), torch.ones(B, 4, 12))
 # **Metric.** Pair every spoken speech frame with one video frame; the frame is right when that video frame
 # shows the digit of the *same token* (the same position in the transcript, not just the same digit). The
 # **alignment accuracy** is the share of spoken frames that are right. Picking a token at random is right
-# 1/K of the time for a string of K digits: about 24% here.
+# 1/K of the time for a string of K digits: about a quarter of the frames here.
 #
 # **Two naive pairings.** *By index*: speech frame *t* goes with video frame *t* (what `cat` on equal-length
 # sequences assumes). *Proportional*: resample one stream to the length of the other, so speech frame *t* goes
@@ -296,7 +294,7 @@ for m, acc in naive.items():
     print(f"{m:13s} " + "  ".join(f"{a:5.2f}" for a in acc.mean(0)))
 print(f"chance ≈ {chance_level:.2f}")
 assert all((acc[:, 0] == 1.0).all() for acc in naive.values())  # perfect in step...
-assert all(acc[:, -1].max() < 0.6 for acc in naive.values())  # ...and far from it at the strongest warp
+assert all(acc[:, -1].max() < (1 + chance_level) / 2 for acc in naive.values())  # ...closer to chance at warp 1
 
 # %% [markdown]
 # Both naive pairings lose most of their accuracy as the streams drift apart: at warp 1 they are closer to
@@ -305,9 +303,12 @@ assert all(acc[:, -1].max() < 0.6 for acc in naive.values())  # ...and far from 
 
 # %%
 try:
-    pairwise_cost(ep0.speech, ep0.video.flatten(1))
+    pairwise_cost(ep0.speech, ep0.video.flatten(1))  # (T, 32) against (T, 64)
+    comparable = True
 except ValueError as e:
+    comparable = False
     print("ValueError:", e)
+assert not comparable
 
 # %% [markdown]
 # ## 5. A shared space, learned with InfoNCE
@@ -345,6 +346,7 @@ def train_space(seed, n_episodes=200, epochs=12):
 
 
 space0, history0, train0 = train_space(seeds[0])
+assert history0["train_loss"][0] > 1.0 and history0["train_loss"][-1] < 0.3 * math.log(10)  # far below chance
 plot_history(history0, title=f"InfoNCE training of the shared space (seed {seeds[0]}); chance loss = ln 10 ≈ 2.30 nats")
 
 # %% [markdown]
@@ -565,15 +567,17 @@ labels = {
     "dtw": "DTW, cost −log p(same word)",
     "attention": "cross-modal attention",
 }
-plot_curves(
+fig = plot_curves(
     warps,
     {labels[m]: acc[m].mean(0) for m in METHODS},
     errors={labels[m]: acc[m].std(0) for m in METHODS},
     xlabel="warp strength (0 = streams in step)",
     ylabel="alignment accuracy (share of spoken frames)",
-    title="Aligning speech to video: mean ± std over 3 seeds",
-    hline={"chance": chance_level},
+    title=f"Aligning speech to video: mean ± std over {len(seeds)} seeds",
+    hline={"chance (a random token)": chance_level},
 )
+fig.axes[0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.08))
+fig
 
 # %%
 print(f"{'method':30s}" + "".join(f"warp {w:<5}" for w in warps))
