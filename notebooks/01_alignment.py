@@ -457,6 +457,12 @@ for g in gammas:
     )
     assert -1e-3 <= exact - soft <= g * math.log(n_paths) + 1e-3
 
+# %% [markdown]
+# The expected alignment for three values of γ. With γ = 1 it is a broad band around the path; as γ shrinks it
+# concentrates on the cheapest paths. (This cost has many near-ties — frames the space is sure about cost ~0 —
+# so at small γ it averages several equally cheap paths rather than picking one.) The check after the figure:
+# the expected cost of a path falls to the DTW cost as γ → 0.
+
 # %%
 fig, axes = new_figure(1, 3, size=(12, 3.6))
 for ax, g in zip(axes, (1.0, 0.1, 0.01)):
@@ -478,8 +484,8 @@ assert all(gap >= -1e-6 for gap in gaps) and gaps[0] > gaps[1] > gaps[2] and gap
 # %% [markdown]
 # **The pitfall.** Soft-DTW is *not* zero for identical sequences — it is negative, because many near-optimal
 # paths each add to the sum — and a different sequence can score *lower* than the sequence itself. Below, `x`
-# is a short sine and `y` the same curve sampled twice as slowly: soft-DTW prefers `y` to `x` itself, so used
-# as a loss it would pull a prediction away from its target. The **soft-DTW divergence** (Blondel, Mensch &
+# is a short sine and `y` the same curve sampled twice as slowly: soft-DTW prefers `y` to `x` itself, so as
+# a loss its minimum is not at the target. The **soft-DTW divergence** (Blondel, Mensch &
 # Vert, AISTATS 2021) subtracts the self-terms,
 #
 # $$D_\gamma(x, y) = \mathrm{sdtw}_\gamma(x, y) - \tfrac12\,\mathrm{sdtw}_\gamma(x, x) - \tfrac12\,\mathrm{sdtw}_\gamma(y, y),$$
