@@ -157,7 +157,6 @@ def lab(tmp_path_factory):
         PYDEVD_DISABLE_FILE_VALIDATION="1",
     )
     env.setdefault("OMP_NUM_THREADS", "2")  # kernels inherit it: torch must not spin on more cores than exist
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cmd = [
         sys.executable, "-m", "jupyterlab",
         "--no-browser",
