@@ -598,48 +598,59 @@ assert gap(len(train), num_key) < gap(100, num_key) and gap(len(train), "zero-sh
 # as a fraction of `ln B`.
 
 # %%
-TAUS = [0.01, 0.03, 0.1, 0.3, 1.0]
-tau_runs = {}
-for tau in TAUS:
-    tau_runs[tau] = []
+def sweep_runs(batch_size=BATCH, desc="", **model_kwargs):
+    """Train one image↔text model per seed; test metrics plus the final loss as a fraction of ln B."""
+    runs = []
     for seed in SEEDS:
         seed_everything(seed)
-        model = digit_model(temperature=tau, learn_temperature=False)
+        model = digit_model(**model_kwargs)
         h = train_contrastive(
             model,
             train.image,
             digit_tower.ids(train.text),
             epochs=EPOCHS,
-            batch_size=BATCH,
+            batch_size=batch_size,
             seed=seed,
-            desc=f"tau={tau} seed {seed}",
+            desc=f"{desc} seed {seed}",
             progress=False,
         )
-        tau_runs[tau].append({**digit_eval(model, digit_tower.ids), "loss/lnB": h["epoch_loss"][-1] / math.log(BATCH)})
+        runs.append({**digit_eval(model, digit_tower.ids), "loss/lnB": h["epoch_loss"][-1] / math.log(batch_size)})
+    return runs
+
+
+def plot_sweep(xs, runs, name, xlabel, what):
+    """R@1 and final loss / ln B against a swept setting (log x), mean ± std over the seeds."""
+    fig, axes = new_figure(1, 2, size=(10.5, 3.6))
+    for ax, key, label in (
+        (axes[0], "image→text R@1", "test R@1 (fraction)"),
+        (axes[1], "loss/lnB", "final training loss / ln B"),
+    ):
+        plot_curves(
+            xs,
+            {name: [summary(runs[x], key)[0] for x in xs]},
+            errors={name: [summary(runs[x], key)[1] for x in xs]},
+            logx=True,
+            xlabel=xlabel,
+            ylabel=label,
+            title=f"{label.split(' (')[0]} vs {what}, 3 seeds",
+            ax=ax,
+        )
+    axes[0].set_ylim(0.85, 1.0)
+    return fig, axes
+
+
+TAUS = [0.01, 0.03, 0.1, 0.3, 1.0]
+tau_runs = {tau: sweep_runs(temperature=tau, learn_temperature=False, desc=f"tau={tau}") for tau in TAUS}
 learned = [{**r[2], "loss/lnB": r[1]["epoch_loss"][-1] / math.log(BATCH)} for r in lit_runs.values()]
 learned_tau = np.mean([m.temperature for m, _, _ in lit_runs.values()])
 
-fig, axes = new_figure(1, 2, size=(10.5, 3.6))
-for ax, key, label in (
-    (axes[0], "image→text R@1", "test R@1 (fraction)"),
-    (axes[1], "loss/lnB", "final training loss / ln B"),
-):
-    plot_curves(
-        TAUS,
-        {"fixed τ": [summary(tau_runs[t], key)[0] for t in TAUS]},
-        errors={"fixed τ": [summary(tau_runs[t], key)[1] for t in TAUS]},
-        logx=True,
-        xlabel="temperature τ (log scale)",
-        ylabel=label,
-        title=f"{label.split(' (')[0]} vs τ, 3 seeds",
-        ax=ax,
-    )
+fig, axes = plot_sweep(TAUS, tau_runs, "fixed τ", "temperature τ (log scale)", "τ")
+for ax, key in zip(axes, ("image→text R@1", "loss/lnB")):
     m, s = summary(learned, key)
     ax.errorbar(
         [learned_tau], [m], yerr=[s], fmt="*", ms=12, color="tab:red", label=f"learned (ends at τ={learned_tau:.3f})"
     )
     ax.legend(fontsize=8)
-axes[0].set_ylim(0.85, 1.0)
 fig
 
 # %%
@@ -680,43 +691,8 @@ assert learned_tau < 0.07, "the learned temperature moves down from its start"
 
 # %%
 BATCHES = [32, 128, 512, 1024]
-bs_runs = {}
-for bs in BATCHES:
-    if bs == BATCH:
-        bs_runs[bs] = learned
-        continue
-    bs_runs[bs] = []
-    for seed in SEEDS:
-        seed_everything(seed)
-        model = digit_model()
-        h = train_contrastive(
-            model,
-            train.image,
-            digit_tower.ids(train.text),
-            epochs=EPOCHS,
-            batch_size=bs,
-            seed=seed,
-            desc=f"batch {bs} seed {seed}",
-            progress=False,
-        )
-        bs_runs[bs].append({**digit_eval(model, digit_tower.ids), "loss/lnB": h["epoch_loss"][-1] / math.log(bs)})
-
-fig, axes = new_figure(1, 2, size=(10.5, 3.6))
-for ax, key, label in (
-    (axes[0], "image→text R@1", "test R@1 (fraction)"),
-    (axes[1], "loss/lnB", "final training loss / ln B"),
-):
-    plot_curves(
-        BATCHES,
-        {"learned τ": [summary(bs_runs[b], key)[0] for b in BATCHES]},
-        errors={"learned τ": [summary(bs_runs[b], key)[1] for b in BATCHES]},
-        logx=True,
-        xlabel="batch size (log scale)",
-        ylabel=label,
-        title=f"{label.split(' (')[0]} vs batch size, 3 seeds",
-        ax=ax,
-    )
-axes[0].set_ylim(0.85, 1.0)
+bs_runs = {bs: learned if bs == BATCH else sweep_runs(batch_size=bs, desc=f"batch {bs}") for bs in BATCHES}
+fig, _ = plot_sweep(BATCHES, bs_runs, "learned τ", "batch size (log scale)", "batch size")
 fig
 
 # %%
