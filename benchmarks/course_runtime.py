@@ -98,42 +98,95 @@ def _first_line(source: str) -> str:
     return line if len(line) <= 48 else line[:45] + "..."
 
 
+class CellError(RuntimeError):
+    """A cell raised, timed out, or the kernel died while it ran."""
+
+
+def _run_cell(km, kc, source: str, timeout: float) -> list:
+    """Execute ``source``; collect its outputs; raise :class:`CellError` on an error, a timeout or a dead kernel.
+
+    A blocking client with short polls, the way nbval drives kernels. This report used nbclient's asyncio client
+    before and hung at ``interact`` cells now and then (lesson 7 in 2 of 3 full runs, lesson 4 once): the kernel
+    had finished, the client never saw the execute reply and waited for the cell timeout, as reported upstream
+    (jupyter/nbclient#312, jupyter/nbconvert#1921 and #2029). Here no wait is longer than half a second before
+    the deadline, the kernel's liveness and the shell reply are checked again.
+    """
+    from queue import Empty
+
+    import nbformat
+
+    msg_id = kc.execute(source, store_history=True, allow_stdin=False, stop_on_error=True)
+    deadline = time.monotonic() + timeout
+    outputs, error, idle, reply, reply_at = [], None, False, None, 0.0
+    # Read iopub (outputs) until the kernel reports idle for this request and the shell has replied; after the
+    # reply, wait at most 5 s more for the idle status, as nbclient does.
+    while not (idle and reply is not None):
+        now = time.monotonic()
+        if now > deadline:
+            raise CellError(f"CellTimeoutError: cell ran over {timeout:.0f} s")
+        if reply is not None and now - reply_at > 5.0:
+            break
+        try:
+            msg = kc.get_iopub_msg(timeout=0.5)
+        except Empty:
+            if not km.is_alive():
+                raise CellError("DeadKernelError: the kernel died") from None
+            msg = None
+        if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status":
+                idle = idle or content["execution_state"] == "idle"
+            elif kind == "clear_output":
+                outputs.clear()
+            elif kind in ("stream", "display_data", "execute_result", "error"):
+                outputs.append(nbformat.v4.output_from_msg(msg))
+                if kind == "error":
+                    error = f"{content['ename']}: {content['evalue']}"
+        while reply is None:
+            try:
+                shell = kc.get_shell_msg(timeout=0)
+            except Empty:
+                break
+            if shell["parent_header"].get("msg_id") == msg_id:
+                reply, reply_at = shell["content"], time.monotonic()
+    if reply["status"] != "ok":
+        raise CellError(f"CellExecutionError: {error or reply.get('ename', '')}")
+    return outputs
+
+
 def run_lesson(path: Path, cell_timeout: float, keep_dir: Path | None = None) -> dict:
     """Execute ``path`` top to bottom in a fresh kernel; return wall time, peak memory and the slowest cell."""
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from jupyter_client.manager import start_new_kernel
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=cell_timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
     row = {"lesson": path.stem, "target_s": lesson_target(path), "error": None}
     cells: list[tuple[float, int, str]] = []
     memory = None
     t0 = time.perf_counter()
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(path.parent))
     try:
-        with client.setup_kernel(cwd=str(path.parent)):
-            memory = PeakMemory(client.km.provisioner.pid)
+        memory = PeakMemory(km.provisioner.pid)
+        count = 0
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            c0 = time.perf_counter()
+            count += 1
             try:
-                for index, cell in enumerate(nb.cells):
-                    if cell.cell_type != "code":
-                        continue
-                    c0 = time.perf_counter()
-                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-                    cells.append((time.perf_counter() - c0, index, _first_line(cell.source)))
+                cell.outputs = _run_cell(km, kc, cell.source, cell_timeout)
+            except CellError as e:
+                row["error"] = f"cell {index}: {e}"[:160]
+                break
             finally:
-                row["peak_bytes"] = memory.stop()  # while the kernel is still alive
-                row["cpu_s"] = memory.cpu_s
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
-        text = str(e).strip().splitlines()
-        row["error"] = f"{type(e).__name__}: {text[-1] if text else ''}"[:160]
+                cell.execution_count = count
+                cells.append((time.perf_counter() - c0, index, _first_line(cell.source)))
+    finally:
+        row["peak_bytes"] = memory.stop() if memory else 0  # while the kernel is still alive
+        row["cpu_s"] = memory.cpu_s if memory else 0.0
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
     row["wall_s"] = time.perf_counter() - t0
-    row.setdefault("peak_bytes", memory.stop() if memory else 0)
-    row.setdefault("cpu_s", memory.cpu_s if memory else 0.0)
     row["slowest"] = max(cells) if cells else None
     if keep_dir is not None:
         keep_dir.mkdir(parents=True, exist_ok=True)
