@@ -108,8 +108,8 @@ def _run_cell(km, kc, source: str, timeout: float) -> list:
     A blocking client with short polls, the way nbval drives kernels. This report used nbclient's asyncio client
     before and hung at ``interact`` cells now and then (lesson 7 in 2 of 3 full runs, lesson 4 once): the kernel
     had finished, the client never saw the execute reply and waited for the cell timeout, as reported upstream
-    (jupyter/nbclient#312, jupyter/nbconvert#1921 and #2029). Here no wait is longer than half a second before
-    the deadline, the kernel's liveness and the shell reply are checked again.
+    (jupyter/nbclient#312, jupyter/nbconvert#1921 and #2029). Here no wait lasts more than half a second; after
+    each, the deadline, the kernel's liveness and the shell reply are checked again.
     """
     from queue import Empty
 
