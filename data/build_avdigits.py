@@ -2,11 +2,11 @@
 
 Every digit word "zero".."nine" is spoken by 8 espeak-ng voices (6 for training, 2 held out for testing) at 4
 speed/pitch settings: 320 clips. Each clip is decoded from espeak-ng's 22.05 kHz WAV, resampled to 8 kHz with a
-polyphase filter, trimmed of leading and trailing silence and stored as int16 in ``data/avdigits_audio.npz``.
+polyphase filter, trimmed of leading and trailing silence and stored as int16 in ``mmlab/assets/avdigits_audio.npz`` (package data of ``mmlab``).
 espeak-ng is deterministic, so a rebuild reproduces the committed file exactly (``tests/test_data.py`` checks
 this when espeak-ng is installed).
 
-Usage:  python data/build_avdigits.py [--out data/avdigits_audio.npz]
+Usage:  python data/build_avdigits.py [--out mmlab/assets/avdigits_audio.npz]
 Needs:  Debian's espeak-ng (``apt-get install espeak-ng``), numpy, scipy.
 """
 
@@ -91,7 +91,9 @@ def build() -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("avdigits_audio.npz"))
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent.parent / "mmlab" / "assets" / "avdigits_audio.npz"
+    )
     args = parser.parse_args()
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng is not installed: apt-get install espeak-ng")

@@ -39,10 +39,12 @@ AUDIO_FORMATS = ("logmel", "mfcc_stats", "waveform")
 
 
 def _find_data_dir() -> Path:
+    """Where the shipped data live: ``mmlab/assets/`` inside the installed package (package data, so a wheel or
+    a non-editable install finds them), unless ``MMLAB_DATA`` names another folder."""
     env = os.environ.get("MMLAB_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data"
+    return Path(__file__).resolve().parent / "assets"
 
 
 DATA_DIR = _find_data_dir()
@@ -96,7 +98,7 @@ def load_audio_clips(path: str | None = None) -> dict[str, np.ndarray]:
     file = Path(path) if path else DATA_DIR / "avdigits_audio.npz"
     if not file.exists():
         raise FileNotFoundError(
-            f"AV-Digits audio not found at {file}; set MMLAB_DATA to the course's data/ folder "
+            f"AV-Digits audio not found at {file}; set MMLAB_DATA to a folder holding avdigits_audio.npz "
             "or rebuild it with `python data/build_avdigits.py`"
         )
     with np.load(file) as z:

@@ -6,7 +6,7 @@ per modality and a fusion module (concatenation by default; see ``mmlab.fusion``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -14,6 +14,7 @@ from torch import nn
 from .checks import check_tensor
 
 __all__ = [
+    "mlp",
     "MLPEncoder",
     "ImageCNN",
     "AudioCNN",
@@ -37,6 +38,41 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> tor
     return (x * m).sum(dim) / m.sum(dim).clamp_min(1.0)
 
 
+def mlp(
+    in_dim: int,
+    hidden: int | Sequence[int],
+    out_dim: int,
+    *,
+    activation: type[nn.Module] = nn.ReLU,
+    dropout: float = 0.0,
+    final_activation: bool = False,
+    flatten: bool = False,
+) -> nn.Sequential:
+    """The course's one MLP builder: ``Linear(in→h₁) – act – [Dropout] – … – Linear(h_k→out) [– act]``.
+
+    ``hidden`` is one width or a sequence of widths (empty: a single ``Linear``). ``dropout`` > 0 adds a
+    ``Dropout`` after each hidden activation; ``final_activation`` adds ``activation`` after the last layer
+    (an encoder whose features are non-negative); ``flatten`` starts with ``nn.Flatten()`` for ``(B, *)``
+    input. A multilayer perceptron (Rumelhart, Hinton & Williams 1986).
+    """
+    widths = [hidden] if isinstance(hidden, int) else list(hidden)
+    for name, v in [("in_dim", in_dim), ("out_dim", out_dim), *((f"hidden[{i}]", w) for i, w in enumerate(widths))]:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    layers: list[nn.Module] = [nn.Flatten()] if flatten else []
+    dims = [in_dim, *widths]
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), activation()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(dims[-1], out_dim))
+    if final_activation:
+        layers.append(activation())
+    return nn.Sequential(*layers)
+
+
 class MLPEncoder(nn.Module):
     """``Linear(in→hidden) – ReLU – Linear(hidden→out) – ReLU`` on flattened input ``(B, *)`` with ``in_dim``
     features."""
@@ -44,14 +80,7 @@ class MLPEncoder(nn.Module):
     def __init__(self, in_dim: int, out_dim: int = 64, hidden: int = 128, dropout: float = 0.0):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.net = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(in_dim, hidden),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, out_dim),
-            nn.ReLU(),
-        )
+        self.net = mlp(in_dim, hidden, out_dim, dropout=dropout, final_activation=True, flatten=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor("x", x, ("B", None) if x.dim() == 2 else None, dtype="float")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "autocast", "amp_dtype"]
+__all__ = ["get_device", "resolve_device", "seed_everything", "seeded", "autocast", "amp_dtype"]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -28,14 +29,51 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_device(device: torch.device | str | None = None) -> torch.device:
+    """``device`` as a ``torch.device``, or :func:`get_device`'s choice when it is ``None``: the one place where
+    ``mmlab`` falls back to a default device."""
+    if device is None:
+        return get_device()
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device must be a torch.device, a device string such as 'cpu' or None, got {device!r}"
+        ) from err
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[torch.Generator]:
+    """Run a block with Python, NumPy and torch (CPU and CUDA) seeded with ``seed``, then put every global random
+    state back as it was: library code uses this to make a model's initialisation reproducible without
+    reseeding the caller's random state. Yields a fresh ``torch.Generator`` seeded the same (for shuffling).
+
+    Inside the block the random streams equal those after :func:`seed_everything` ``(seed)``.
+    """
+    seed = _check_seed(seed)
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield seed_everything(seed)
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices) and return a fresh ``torch.Generator`` seeded the same.
 
     Use the returned generator for data shuffling so that it does not depend on how many random numbers a
     model's initialisation consumed.
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = _check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
