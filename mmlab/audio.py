@@ -59,18 +59,21 @@ def log_mel(
     hop: int = 80,
     eps: float = 1e-6,
 ) -> np.ndarray:
-    """Log-mel spectrogram of shape ``(n_mels, frames)``; defaults give 32 ms windows every 10 ms at 8 kHz."""
+    """Log-mel spectrogram of shape ``(frames, n_mels)`` (time first, the course's convention for every audio
+    sequence); defaults give 32 ms windows every 10 ms at 8 kHz. ``log(M·|STFT|² + eps)`` with ``M`` the
+    triangular mel filterbank (Stevens, Volkmann & Newman 1937; Davis & Mermelstein 1980)."""
     wave = _check_wave(wave)
     if len(wave) < n_fft:
         wave = np.pad(wave, (0, n_fft - len(wave)))
     _, _, spec = stft(wave, fs=sample_rate, nperseg=n_fft, noverlap=n_fft - hop, boundary=None, padded=True)
     power = np.abs(spec) ** 2
-    return np.log(mel_filterbank(n_mels, n_fft, sample_rate) @ power + eps).astype(np.float32)
+    return np.log(mel_filterbank(n_mels, n_fft, sample_rate) @ power + eps).T.astype(np.float32)
 
 
 def mfcc(wave: np.ndarray, sample_rate: int = 8000, n_mfcc: int = 20, n_mels: int = 32, **kwargs) -> np.ndarray:
-    """MFCCs of shape ``(n_mfcc, frames)``: the orthonormal DCT-II of the log-mel frames, first ``n_mfcc`` kept."""
+    """MFCCs of shape ``(frames, n_mfcc)``: the orthonormal DCT-II of each log-mel frame, first ``n_mfcc`` kept
+    (Davis & Mermelstein 1980)."""
     if not 1 <= n_mfcc <= n_mels:
         raise ValueError(f"n_mfcc must be in [1, n_mels={n_mels}], got {n_mfcc}")
     lm = log_mel(wave, sample_rate, n_mels=n_mels, **kwargs)
-    return dct(lm, type=2, axis=0, norm="ortho")[:n_mfcc].astype(np.float32)
+    return dct(lm, type=2, axis=1, norm="ortho")[:, :n_mfcc].astype(np.float32)

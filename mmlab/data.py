@@ -128,12 +128,12 @@ def _image_split_indices() -> dict[str, np.ndarray]:
 def _audio_features(wave: np.ndarray, fmt: str, sr: int, n_frames: int) -> np.ndarray:
     if fmt == "logmel":
         lm = log_mel(wave, sr)
-        out = np.full((lm.shape[0], n_frames), np.log(1e-6), dtype=np.float32)
-        out[:, : min(lm.shape[1], n_frames)] = lm[:, :n_frames]
+        out = np.full((n_frames, lm.shape[1]), np.log(1e-6), dtype=np.float32)
+        out[: min(lm.shape[0], n_frames)] = lm[:n_frames]
         return out
     if fmt == "mfcc_stats":
         m = mfcc(wave, sr)
-        return np.concatenate([m.mean(1), m.std(1)]).astype(np.float32)
+        return np.concatenate([m.mean(0), m.std(0)]).astype(np.float32)
     out = np.zeros(n_frames, dtype=np.float32)
     out[: min(len(wave), n_frames)] = wave[:n_frames]
     return out
@@ -144,7 +144,7 @@ class AVDigits(Dataset):
     """One split of AV-Digits as tensors; ``ds[i]`` is a dict with ``image``, ``audio``, ``audio_len``,
     ``text``, ``label``, ``voice`` and ``index``.
 
-    Attributes: ``image`` (N, 1, 8, 8) float in [0, 1] plus noise; ``audio`` (N, 32, T) log-mel frames,
+    Attributes: ``image`` (N, 1, 8, 8) float in [0, 1] plus noise; ``audio`` (N, T, 32) log-mel frames,
     (N, 40) MFCC mean+std, or (N, samples) waveform at 8 kHz, per ``audio_format``; ``audio_len`` (N,) valid
     frames (or samples; 1 for ``mfcc_stats``); ``text`` list of N captions; ``label`` (N,) int64;
     ``voice`` (N,) espeak voice id of the paired clip; ``clip`` (N,) index into :func:`load_audio_clips`.
@@ -504,8 +504,8 @@ def make_alignment_episode(
     n_frames = len(speech_token)
     pool_k = frame_ms // 10
     # shift by (n_fft - hop) / 2 so that 10 ms frame f is centred on samples [80 f, 80 f + 80)
-    lm = log_mel(np.pad(wave, (88, 256)), sr, n_mels=32, n_fft=256, hop=80)[:, : n_frames * pool_k]
-    speech = lm.reshape(lm.shape[0], n_frames, pool_k).mean(-1).T
+    lm = log_mel(np.pad(wave, (88, 256)), sr, n_mels=32, n_fft=256, hop=80)[: n_frames * pool_k]
+    speech = lm.reshape(n_frames, pool_k, lm.shape[1]).mean(1)
 
     video_token = np.repeat(np.arange(k_len), video_hold)
     video = images[np.array(image_ids)[video_token]][:, None]

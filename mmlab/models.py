@@ -113,7 +113,8 @@ class ImageCNN(nn.Module):
 
 
 class AudioCNN(nn.Module):
-    """1-D convolutions over time on log-mel frames ``(B, n_mels, T)``, then a mean over the valid frames.
+    """1-D convolutions over time on log-mel frames ``(B, T, n_mels)`` (time first, as every audio sequence in
+    the course), then a mean over the valid frames.
 
     ``lengths`` (B,) gives each clip's valid frames; padded frames do not enter the mean.
     """
@@ -126,11 +127,12 @@ class AudioCNN(nn.Module):
         self.proj = nn.Sequential(nn.Linear(width, out_dim), nn.ReLU())
 
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        check_tensor("audio", audio, ("B", self.n_mels, "T"), dtype="float")
+        check_tensor("audio", audio, ("B", "T", self.n_mels), dtype="float")
         mask = None
         if lengths is not None:
             check_tensor("lengths", lengths, (audio.shape[0],), dtype="int")
-            mask = torch.arange(audio.shape[-1], device=audio.device)[None] < lengths[:, None]
+            mask = torch.arange(audio.shape[1], device=audio.device)[None] < lengths[:, None]
+        audio = audio.transpose(1, 2)  # (B, n_mels, T) for Conv1d
         # zero padded frames before each convolution so that they never leak into valid ones
         keep = mask[:, None].to(audio.dtype) if mask is not None else 1.0
         h = torch.relu(self.conv1(audio * keep))

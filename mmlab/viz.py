@@ -99,10 +99,11 @@ def show_images(
 def plot_spectrogram(
     logmel: torch.Tensor | np.ndarray, ax=None, title: str = "Log-mel spectrogram", hop_s: float = 0.01
 ):
-    """Draw a log-mel spectrogram ``(n_mels, frames)`` with time in seconds; returns the axes' figure."""
+    """Draw a log-mel spectrogram ``(frames, n_mels)`` (time first) with time in seconds; returns the figure."""
     x = np.asarray(torch.as_tensor(logmel).detach().cpu())
     if x.ndim != 2:
-        raise ValueError(f"logmel must have shape (n_mels, frames), got {x.shape}")
+        raise ValueError(f"logmel must have shape (frames, n_mels), got {x.shape}")
+    x = x.T
     if ax is None:
         fig, ax = new_figure()
     im = ax.imshow(x, origin="lower", aspect="auto", extent=(0, x.shape[1] * hop_s, 0, x.shape[0]), cmap="magma")
@@ -188,6 +189,6 @@ def avdigits_sample_figure(
     a1.set_ylabel("y (px)")
     n = int(item["audio_len"])
     voice = load_audio_clips()["voice_names"][int(item["voice"])]
-    plot_spectrogram(item["audio"][:, :n], ax=a2, title=f"speech, voice {voice}")
+    plot_spectrogram(item["audio"][:n], ax=a2, title=f"speech, voice {voice}")
     fig.suptitle(f"{split}[{index}] — caption: “{item['text']}”")
     return fig

@@ -116,7 +116,7 @@ from mmlab.viz import new_figure
 fig, axes = new_figure(1, 2, size=(10, 3))
 for ax, i in zip(axes, (0, 1)):
     n = int(test.audio_len[i])
-    plot_spectrogram(test.audio[i, :, :n], ax=ax, title=f"test[{i}]: “{test.text[i]}”")
+    plot_spectrogram(test.audio[i, :n], ax=ax, title=f"test[{i}]: “{test.text[i]}”")
 display(fig)
 sr = int(clips["sample_rate"])
 for i in (0, 1):

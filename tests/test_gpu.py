@@ -77,13 +77,13 @@ def _models_cases() -> list[Case]:
     def audio(mm):
         lengths = randint(21, 8, low=5, seed=1)
         lengths[0] = 20
-        return mm.AudioCNN(32, 16), (randn(8, 32, 20), lengths), lambda m, a, n: m(a, n)
+        return mm.AudioCNN(32, 16), (randn(8, 20, 32), lengths), lambda m, a, n: m(a, n)
 
     def classifier(mm):
         encoders = {"image": mm.MLPEncoder(64, 16), "audio": mm.AudioCNN(32, 16)}
         lengths = torch.full((8,), 20)
         lengths[1:4] = 9
-        inputs = (randn(8, 64), randn(8, 32, 20, seed=1), lengths)
+        inputs = (randn(8, 64), randn(8, 20, 32, seed=1), lengths)
         return mm.MultimodalClassifier(encoders, 10), inputs, lambda m, x, a, n: m(x, (a, n))
 
     return [

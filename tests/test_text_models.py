@@ -36,18 +36,18 @@ def test_encoders_shapes_and_errors():
     assert MLPEncoder(64, 16)(torch.randn(5, 1, 8, 8)).shape == (5, 16)
     assert ImageCNN(16)(torch.randn(5, 1, 8, 8)).shape == (5, 16)
     audio = AudioCNN(32, 16)
-    x = torch.randn(3, 32, 20)
+    x = torch.randn(3, 20, 32)
     full = audio(x, torch.tensor([20, 20, 20]))
     assert full.shape == (3, 16)
     # padded frames must not change the embedding
-    x2 = torch.cat([x, torch.randn(3, 32, 5) * 100], -1)
+    x2 = torch.cat([x, torch.randn(3, 5, 32) * 100], 1)
     assert torch.allclose(audio(x2, torch.tensor([20, 20, 20])), full, atol=1e-5)
     text = TextBagEncoder(10, 16)
     assert text(torch.tensor([[2, 3, 0], [4, 0, 0]])).shape == (2, 16)
     with pytest.raises(ValueError, match=r"image must have shape \(B, 1, \*, \*\)"):
         ImageCNN(16)(torch.randn(5, 3, 8, 8))
     with pytest.raises(ValueError, match="audio must have shape"):
-        audio(torch.randn(3, 20, 32))
+        audio(torch.randn(3, 32, 20))
     with pytest.raises(ValueError, match="ids must be in"):
         text(torch.tensor([[11]]))
     with pytest.raises(ValueError, match="x must have 64 features"):
@@ -56,7 +56,7 @@ def test_encoders_shapes_and_errors():
 
 def test_multimodal_classifier():
     m = MultimodalClassifier({"image": MLPEncoder(64, 8), "audio": AudioCNN(32, 8)}, num_classes=10)
-    out = m(torch.randn(4, 1, 8, 8), (torch.randn(4, 32, 10), torch.tensor([10, 5, 3, 10])))
+    out = m(torch.randn(4, 1, 8, 8), (torch.randn(4, 10, 32), torch.tensor([10, 5, 3, 10])))
     assert out.shape == (4, 10)
     with pytest.raises(ValueError, match="expected 2 inputs"):
         m(torch.randn(4, 64))
