@@ -7,6 +7,11 @@
 # Both take LESSONS="notebooks/00_setup.ipynb ..." to check only some lessons.
 PYTHON ?= python3
 VENV   ?= .venv
+# torch's one pin (environment.yml must match; tests/test_packaging.py checks). On this course's machines pip finds
+# a CPU wheel of it. On an ordinary Linux machine PyPI's torch wheel is the multi-GB CUDA build: for a laptop
+# without an NVIDIA GPU, use PyTorch's CPU-only index:  make lab TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_VERSION := 2.13.0
+TORCH_INDEX_URL ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mmlab-installed
 export OMP_NUM_THREADS ?= 2
@@ -23,15 +28,24 @@ INLINE := module://matplotlib_inline.backend_inline
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/pip install -q -e ".[course,test]"
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# JupyterLab for the course: no news prompt or update check (settings written at set-up), the file browser at
+# notebooks/ with each lesson once (the jupytext .py twins stay paired on disk but hidden), lesson 0 open.
 # Kernels inherit the server's environment: figures need the inline backend there, not the Agg set above.
+LAB_SETTINGS  := $(VENV)/share/jupyter/lab/settings
+LAB_OVERRIDES := {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}
+LAB_HIDE      := ["__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*~", ".ipynb_checkpoints", "[0-9][0-9]_*.py"]
 lab: setup
-	MPLBACKEND=$(INLINE) $(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks \
+	mkdir -p $(LAB_SETTINGS) && printf '%s\n' '$(LAB_OVERRIDES)' > $(LAB_SETTINGS)/overrides.json
+	MPLBACKEND=$(INLINE) $(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR)/notebooks \
+	  --LabApp.default_url=/lab/tree/00_setup.ipynb \
+	  --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	  '--ContentsManager.hide_globs=$(LAB_HIDE)' \
 	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: setup
@@ -59,7 +73,8 @@ browser-deps: $(BROWSER_STAMP)
 	  && ! command -v chromium-browser >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian's chromium"; \
-	    $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    ( $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) \
+	      || { echo "apt-get could not install chromium (see its message above); set MMLAB_CHROMIUM to a browser"; exit 1; }; \
 	  else \
 	    $(BIN)/playwright install chromium; \
 	  fi; \

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lab_server import install_signal_handlers, start_lab, stop_lab  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts" / "browser"
-INLINE = "module://matplotlib_inline.backend_inline"
 # As root Chromium needs --no-sandbox; on a closed network the background services only produce refused
 # connections, so they are switched off.
 CHROMIUM_FLAGS = [
@@ -37,16 +32,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-# JupyterLab user settings for the test: no autosave (the lessons' files must stay output-free), every cell
-# attached to the page (no windowing, so every output can be inspected), no news or update checks.
-LAB_SETTINGS = {
-    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false",
-        "checkForUpdates": False,
-    },
-}
 RESULTS: list[dict] = []  # one row per lesson, printed at the end of the run
 
 
@@ -99,107 +84,21 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@dataclass
-class Lab:
-    url: str
-    token: str
-    root: Path
-    log: Path
-
-    def api(self, method: str, path: str):
-        req = urllib.request.Request(
-            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            body = r.read()
-        return json.loads(body) if body else None
-
-    def shutdown_kernels(self, notebook: str | None = None) -> None:
-        """Delete the sessions (and so shut down the kernels) of ``notebook``, or all of them."""
-        for s in self.api("GET", "/api/sessions"):
-            if notebook is None or s.get("path") == notebook:
-                self.api("DELETE", f"/api/sessions/{s['id']}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def pytest_configure(config):
+    install_signal_handlers()  # a SIGTERM (CI timeout, kill) stops JupyterLab and its kernels too
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
-    """A JupyterLab server on a free localhost port with a token and its own config, settings, workspace and
-    runtime folders; kernels inherit its environment (inline matplotlib, ``OMP_NUM_THREADS``, offline hub)."""
-    tmp = tmp_path_factory.mktemp("jupyterlab")
-    settings = tmp / "settings"
-    for rel, values in LAB_SETTINGS.items():
-        f = settings / rel
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps(values))
-    config = tmp / "config"
-    config.mkdir()
-    # news_url=None switches the announcements feed off (it can only be set to None in a config file)
-    (config / "jupyter_lab_config.json").write_text(json.dumps({"LabApp": {"news_url": None}}))
+    """One JupyterLab server for the whole run (see ``lab_server.start_lab``), stopped at the end, on Ctrl-C,
+    on SIGTERM, and — through PR_SET_PDEATHSIG — even when pytest is killed outright."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = ARTIFACTS / "jupyterlab.log"
-    port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ)
-    env.update(
-        JUPYTER_CONFIG_DIR=str(config),
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
-        IPYTHONDIR=str(tmp / "ipython"),
-        MPLBACKEND=INLINE,
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        PYDEVD_DISABLE_FILE_VALIDATION="1",
-    )
-    env.setdefault("OMP_NUM_THREADS", "2")  # kernels inherit it: torch must not spin on more cores than exist
-    cmd = [
-        sys.executable, "-m", "jupyterlab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={ROOT}",
-        f"--LabApp.user_settings_dir={settings}",
-        f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
-        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: read cell and kernel state
-        "--LabApp.extension_manager=readonly",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--ServerApp.terminals_enabled=False",
-    ]  # fmt: skip
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")  # containers and CI machines often run as root
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Lab(url=f"http://127.0.0.1:{port}", token=token, root=ROOT, log=log)
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"JupyterLab exited with code {proc.returncode}; see {log}:\n{log.read_text()[-3000:]}")
-        try:
-            server.api("GET", "/api/status")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"JupyterLab did not answer within 120 s; see {log}")
-            time.sleep(0.3)
+    try:
+        server = start_lab(ROOT, tmp_path_factory.mktemp("jupyterlab"), ARTIFACTS / "jupyterlab.log")
+    except RuntimeError as e:
+        pytest.fail(str(e))
     yield server
-    try:
-        server.shutdown_kernels()
-    except OSError:
-        pass
-    proc.send_signal(signal.SIGINT)  # jupyter_server shuts its kernels down on SIGINT/SIGTERM
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the process group this fixture started, and only it
-        proc.wait()
+    stop_lab(server)
 
 
 def chromium_executable() -> str | None:

@@ -1,21 +1,23 @@
 """Colab support: the one place that names the course's repository.
 
 Every notebook's first code cell is :func:`colab_cell_source` verbatim (a test checks it). On Colab the cell
-clones the repository (package and ``data/``) and installs it without touching Colab's own torch; anywhere
-else it does nothing.
+clones the repository and installs ``mmlab`` with its ``colab`` extra (the course data are package data): only
+what Colab lacks — never jupyterlab, ipykernel or torch, which would replace Colab's own kernel, front end or
+CUDA build. Anywhere else it does nothing.
 """
 
 from __future__ import annotations
 
-__all__ = ["REPO_URL", "REPO_SLUG", "colab_cell_source", "colab_link"]
+__all__ = ["REPO_URL", "REPO_SLUG", "COLAB_INSTALL_SPEC", "colab_cell_source", "colab_link"]
 
 REPO_SLUG = "mmlab-course/mmlab"
 REPO_URL = f"https://github.com/{REPO_SLUG}"
+COLAB_INSTALL_SPEC = "/content/mmlab[colab]"  # what the cell pip-installs (tests/test_colab.py reads its extra)
 
 
 def colab_cell_source() -> str:
     """The exact source of each notebook's first code cell."""
-    return f'''# Colab only: fetch the course (package + data), install it, keep Colab's torch. Elsewhere: nothing.
+    return f'''# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:
@@ -25,8 +27,7 @@ if "google.colab" in sys.modules:
     REPO_URL = "{REPO_URL}"
     if not os.path.isdir("/content/mmlab"):
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/mmlab"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mmlab[course]"], check=True)
-    sys.path.insert(0, "/content/mmlab")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{COLAB_INSTALL_SPEC}"], check=True)
     os.chdir("/content/mmlab/notebooks")'''
 
 

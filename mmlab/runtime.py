@@ -10,7 +10,9 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 import torch
 
-__all__ = ["get_device", "resolve_device", "seed_everything", "seeded", "autocast", "amp_dtype"]
+MIN_TORCH = "2.6"  # the oldest torch the course's code supports; pyproject.toml's floor (a test keeps them equal)
+
+__all__ = ["MIN_TORCH", "get_device", "resolve_device", "seed_everything", "seeded", "autocast", "amp_dtype"]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
