@@ -1,23 +1,71 @@
-"""Write one benchmark's section of benchmarks/RESULTS.md, leaving the other sections as they are."""
+"""Shared by every benchmark: the machine line with a calibration workload, and writing RESULTS.md sections.
+
+Machines of the same kind differ in speed from day to day (the same lesson took 46 s one day and 88 s another).
+Every benchmark therefore also times :func:`calibrate`, a fixed workload like the course's own (small MLP
+training steps and matrix products in torch, on the benchmark's threads), and reports it beside its results,
+so that a slower course can be told from a slower machine: divide a time by the calibration time.
+"""
 
 from __future__ import annotations
 
 import platform
 import re
+import statistics
+import time
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+# The calibration workload's median time on the machine the course's time budgets were set on (2 cores, idle,
+# OMP_NUM_THREADS=2, 2026-12-03); "reference seconds" = seconds × REFERENCE_CALIBRATION_S / today's calibration.
+REFERENCE_CALIBRATION_S = 1.0
+
+
+def _workload() -> float:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 64, generator=gen), torch.randint(0, 10, (256,), generator=gen)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
+            torch.nn.Linear(256, 10),
+        )  # fmt: skip
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    a = torch.randn(384, 384, generator=gen)
+    t0 = time.perf_counter()
+    for _ in range(100):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for _ in range(20):
+        a = torch.tanh(a @ a / 384)
+    return time.perf_counter() - t0
+
+
+@lru_cache(maxsize=1)
+def calibrate(repeats: int = 7) -> float:
+    """Median wall time (s) of a fixed workload — 100 AdamW steps of a 64→256→256→10 MLP on a batch of 256,
+    then 20 products of 384×384 matrices — after one warm-up run, on this process's torch threads."""
+    _workload()
+    return statistics.median(_workload() for _ in range(repeats))
+
+
+def reference_seconds(seconds: float) -> float:
+    """``seconds`` expressed on the reference machine: ``seconds × REFERENCE_CALIBRATION_S / calibrate()``."""
+    return seconds * REFERENCE_CALIBRATION_S / calibrate()
 
 
 def machine() -> str:
-    """One line describing where a benchmark ran."""
+    """One line describing where a benchmark ran, with the calibration workload's time on it."""
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return (
         f"{date.today()} · {platform.processor() or platform.machine()} · {torch.get_num_threads()} threads · "
-        f"torch {torch.__version__} · {dev}"
+        f"torch {torch.__version__} · {dev} · calibration workload {calibrate():.3f} s "
+        f"(reference machine {REFERENCE_CALIBRATION_S:.3f} s)"
     )
 
 

@@ -1,36 +1,7 @@
-import numpy as np
 import pytest
 import torch
 
-import mmlab
 from mmlab.checks import check_choice, check_fraction, check_same_batch, check_tensor
-from mmlab.runtime import amp_dtype, autocast
-
-
-def test_get_device_cpu_fallback_and_override(monkeypatch):
-    monkeypatch.delenv("MMLAB_DEVICE", raising=False)
-    dev = mmlab.get_device()
-    assert dev.type in ("cpu", "cuda", "mps")
-    assert mmlab.get_device("cpu") == torch.device("cpu")
-    monkeypatch.setenv("MMLAB_DEVICE", "cpu")
-    assert mmlab.get_device() == torch.device("cpu")
-
-
-def test_seed_everything_is_reproducible():
-    g1 = mmlab.seed_everything(3)
-    a = (torch.rand(3), np.random.rand(), torch.rand(2, generator=g1))
-    g2 = mmlab.seed_everything(3)
-    b = (torch.rand(3), np.random.rand(), torch.rand(2, generator=g2))
-    assert torch.equal(a[0], b[0]) and a[1] == b[1] and torch.equal(a[2], b[2])
-    with pytest.raises(ValueError, match="seed"):
-        mmlab.seed_everything(-1)
-
-
-def test_no_amp_on_cpu():
-    assert amp_dtype("cpu") is None
-    with autocast("cpu"):
-        x = torch.ones(2, 2) @ torch.ones(2, 2)
-    assert x.dtype == torch.float32
 
 
 def test_check_tensor_errors_name_argument_and_shape():
