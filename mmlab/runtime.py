@@ -1,4 +1,4 @@
-"""Device, seeding and mixed precision: the three things every lesson sets up first."""
+"""Device, seeding, mixed precision and train/eval mode: what every lesson and module sets up first."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ import torch
 
 MIN_TORCH = "2.6"  # the oldest torch the course's code supports; pyproject.toml's floor (a test keeps them equal)
 
-__all__ = ["MIN_TORCH", "get_device", "resolve_device", "seed_everything", "seeded", "autocast", "amp_dtype"]
+__all__ = [
+    "MIN_TORCH",
+    "eval_mode",
+    "get_device",
+    "resolve_device",
+    "seed_everything",
+    "seeded",
+    "autocast",
+    "amp_dtype",
+]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -80,6 +89,26 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def eval_mode(*modules: torch.nn.Module | None) -> Iterator[None]:
+    """Put ``modules`` in eval mode for the block and restore each one's previous mode afterwards, also when
+    the block raises. ``None`` entries are skipped. Gradients are not switched off: combine with
+    ``torch.no_grad()`` or ``torch.inference_mode()`` as needed."""
+    mods = [m for m in modules if m is not None]
+    for i, m in enumerate(mods):
+        if not isinstance(m, torch.nn.Module):
+            raise TypeError(f"eval_mode takes nn.Module arguments, got {type(m).__name__} at position {i}")
+    # every submodule's flag, since a submodule may have been left in another mode than its parent on purpose
+    saved = [(sub, sub.training) for m in mods for sub in m.modules()]
+    try:
+        for m in mods:
+            m.eval()
+        yield
+    finally:
+        for sub, was in saved:
+            sub.training = was
 
 
 def amp_dtype(device: torch.device | str) -> torch.dtype | None:

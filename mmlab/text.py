@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .runtime import eval_mode
+
 __all__ = ["WordTokenizer", "PretrainedTextEncoder", "load_text_encoder", "hub_reachable", "packaged_minilm_path"]
 
 PAD, UNK = "<pad>", "<unk>"
@@ -114,11 +116,8 @@ class PretrainedTextEncoder(nn.Module):
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Embeddings for many texts, in batches, without gradients."""
-        was_training = self.training
-        self.eval()
-        out = torch.cat([self(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
-        self.train(was_training)
-        return out
+        with eval_mode(self):
+            return torch.cat([self(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
 
 
 def load_text_encoder(

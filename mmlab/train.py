@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checks import check_tensor
-from .runtime import amp_dtype, autocast, resolve_device
+from .runtime import amp_dtype, autocast, eval_mode, resolve_device
 
 __all__ = [
     "History",
@@ -76,26 +75,6 @@ def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
     check_tensor("logits", logits, ("B", None))
     check_tensor("target", target, (logits.shape[0],), dtype="int")
     return (logits.argmax(-1) == target).float().mean().item()
-
-
-@contextmanager
-def eval_mode(*modules: nn.Module | None) -> Iterator[None]:
-    """Put ``modules`` in eval mode for the block and restore each one's previous mode afterwards, also when
-    the block raises. ``None`` entries are skipped. Gradients are not switched off: combine with
-    ``torch.no_grad()`` or ``torch.inference_mode()`` as needed."""
-    mods = [m for m in modules if m is not None]
-    for i, m in enumerate(mods):
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"eval_mode takes nn.Module arguments, got {type(m).__name__} at position {i}")
-    # every submodule's flag, since a submodule may have been left in another mode than its parent on purpose
-    saved = [(sub, sub.training) for m in mods for sub in m.modules()]
-    try:
-        for m in mods:
-            m.eval()
-        yield
-    finally:
-        for sub, was in saved:
-            sub.training = was
 
 
 class TensorLoader:

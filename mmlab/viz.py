@@ -1,5 +1,6 @@
-"""Plotting helpers. Each returns a ``matplotlib.figure.Figure`` (never through pyplot's global state), with a
-title, axis labels and units, so that notebooks show it once and widgets can redraw it."""
+"""Plotting helpers (generic; each lesson's own figures live in ``mmlab.lessons``). Each returns a
+``matplotlib.figure.Figure`` (never through pyplot's global state), with a title, axis labels and units, so that
+notebooks show it once and widgets can redraw it."""
 
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ __all__ = [
     "plot_spectrogram",
     "plot_curves",
     "bar_chart",
-    "avdigits_sample_figure",
 ]
 
 
@@ -170,25 +170,3 @@ def bar_chart(
     ax.set(ylabel=ylabel, title=title)
     ax.tick_params(axis="x", rotation=20)
     return ax.figure
-
-
-def avdigits_sample_figure(
-    index: int = 0, image_noise: float = 0.0, audio_noise: float = 0.0, text_noise: float = 0.0, split: str = "train"
-) -> Figure:
-    """Lesson 0's browser: one AV-Digits item (image, log-mel spectrogram, caption) at the given noise levels."""
-    from .data import load_audio_clips, load_avdigits
-
-    ds = load_avdigits(split, image_noise=image_noise, audio_noise=audio_noise, text_noise=text_noise)
-    if not 0 <= index < len(ds):
-        raise ValueError(f"index must be in [0, {len(ds)}), got {index}")
-    item = ds[index]
-    fig, (a1, a2) = new_figure(1, 2, size=(8.5, 3.2), width_ratios=[1, 2.2])
-    a1.imshow(item["image"][0].clamp(0, 1).numpy(), cmap="gray_r")
-    a1.set_title(f"image (8×8 px), label {int(item['label'])}")
-    a1.set_xlabel("x (px)")
-    a1.set_ylabel("y (px)")
-    n = int(item["audio_len"])
-    voice = load_audio_clips()["voice_names"][int(item["voice"])]
-    plot_spectrogram(item["audio"][:n], ax=a2, title=f"speech, voice {voice}")
-    fig.suptitle(f"{split}[{index}] — caption: “{item['text']}”")
-    return fig

@@ -31,15 +31,15 @@
 # Each lesson starts from a *tempting recipe* that circulates in blog posts, shows measurably where it fails,
 # then builds the method that works and proves it with numbers you can re-run:
 #
-# | # | lesson | what you will see happen |
+# | # | lesson (click to open) | what you will see happen |
 # |---|---|---|
-# | 1 | modality alignment | naive pairing of out-of-step sequences collapses; DTW and cross-modal attention recover it |
-# | 2 | efficient fusion | tensor fusion's cost explodes; low-rank fusion keeps the interactions for a fraction |
-# | 3 | missing modalities | a model trained on complete data collapses when a modality goes missing; the fixes |
-# | 4 | imbalance | a dominant modality starves the weak one; gradient modulation and loss balancing |
-# | 5 | deployment | distillation, real pruning, quantization, export, batching, caching — measured |
-# | 6 | pitfalls | bigger is not better on small data; dirty pairs and labels, found and down-weighted |
-# | 7 | contrastive foundation model | CLIP-style pretraining, zero-shot classification, retrieval |
+# | 1 | [modality alignment](01_alignment.ipynb) | naive pairing of out-of-step sequences collapses; DTW and cross-modal attention recover it |
+# | 2 | [efficient fusion](02_fusion.ipynb) | tensor fusion's cost explodes; low-rank fusion keeps the interactions for a fraction |
+# | 3 | [missing modalities](03_missing_modalities.ipynb) | a model trained on complete data collapses when a modality goes missing; the fixes |
+# | 4 | [imbalance](04_imbalance.ipynb) | a dominant modality starves the weak one; gradient modulation and loss balancing |
+# | 5 | [deployment](05_deployment.ipynb) | distillation, real pruning, quantization, export, batching, caching — measured |
+# | 6 | [pitfalls](06_pitfalls.ipynb) | bigger is not better on small data; dirty pairs and labels, found and down-weighted |
+# | 7 | [contrastive foundation model](07_contrastive.ipynb) | CLIP-style pretraining, zero-shot classification, retrieval |
 
 # %%
 # Colab only: fetch the course (package + data), install it, keep Colab's torch. Elsewhere: nothing.
@@ -131,14 +131,15 @@ for i in (0, 1):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from mmlab.viz import avdigits_sample_figure
+from mmlab.lessons.tour import avdigits_sample_figure
 
+wide = {"description_width": "initial"}  # room for each control's full description
 interact(
     avdigits_sample_figure,
-    index=IntSlider(0, 0, len(train) - 1, description="index"),
-    image_noise=FloatSlider(value=0.0, min=0, max=1, step=0.1, description="image noise"),
-    audio_noise=FloatSlider(value=0.0, min=0, max=2, step=0.25, description="audio noise"),
-    text_noise=FloatSlider(value=0.0, min=0, max=1, step=0.1, description="text noise"),
+    index=IntSlider(0, 0, len(train) - 1, description="index", style=wide),
+    image_noise=FloatSlider(value=0.0, min=0, max=1, step=0.1, description="image noise", style=wide),
+    audio_noise=FloatSlider(value=0.0, min=0, max=2, step=0.25, description="audio noise", style=wide),
+    text_noise=FloatSlider(value=0.0, min=0, max=1, step=0.1, description="text noise", style=wide),
     split=["train", "val", "test"],
 );
 
@@ -209,15 +210,18 @@ print(f"joint beats the best single modality by {100 * (means['joint (concat)'] 
 
 # %% [markdown]
 # ## 5. What `mmlab` offers
-# The package follows the order data flows: data → encoders → align/fuse → train → evaluate → plot.
+# Two layers. The **methods** are small modules, one concept each, in the order data flows:
+# data → encoders → align / fuse / handle missing / balance → train → evaluate → deploy → plot.
+# The **lessons** (`mmlab.lessons.*`) hold each notebook's experiment: drivers, cached runs and widget figures.
+# A lesson imports methods; no method imports a lesson. Each module's first docstring line:
 
 # %%
 import importlib
 import pkgutil
 
-for mod in sorted(m.name for m in pkgutil.iter_modules(mmlab.__path__)):
-    doc = (importlib.import_module(f"mmlab.{mod}").__doc__ or "").strip().splitlines()[0]
-    print(f"mmlab.{mod:12s} {doc}")
+for info in sorted(pkgutil.walk_packages(mmlab.__path__, "mmlab."), key=lambda m: m.name):
+    doc = (importlib.import_module(info.name).__doc__ or "").strip().splitlines()
+    print(f"{info.name:28s} {doc[0] if doc else ''}")
 
 # %% [markdown]
 # ## Exercises

@@ -3,7 +3,7 @@ import torch
 from matplotlib.figure import Figure
 
 from mmlab.train import History
-from mmlab.viz import avdigits_sample_figure, bar_chart, plot_curves, plot_history, show_images
+from mmlab.viz import bar_chart, plot_curves, plot_history, plot_spectrogram, show_images
 
 
 def _labelled(fig: Figure) -> bool:
@@ -28,13 +28,12 @@ def test_figures_have_titles_and_labels():
     assert ax.get_xlabel() and ax.get_ylabel()
 
 
-def test_sample_figure_widget_function():
-    fig = avdigits_sample_figure(3, image_noise=0.3, text_noise=0.5)
-    assert "caption" in fig._suptitle.get_text()
-    img_ax, spec_ax = fig.axes[:2]
-    assert spec_ax.get_xlabel() == "time (s)"
-    with pytest.raises(ValueError, match="index must be in"):
-        avdigits_sample_figure(10_000)
+def test_spectrogram_is_time_first():
+    fig = plot_spectrogram(torch.zeros(50, 32), title="s")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "time (s)" and ax.get_xlim()[1] == pytest.approx(0.5)  # 50 frames of 10 ms
+    with pytest.raises(ValueError, match=r"\(frames, n_mels\)"):
+        plot_spectrogram(torch.zeros(2, 3, 4))
 
 
 def test_plot_curves_rejects_mismatched_lengths():
