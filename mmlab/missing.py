@@ -16,8 +16,11 @@ The pieces, each from the literature:
   autoencoder ``ẑ = z̃ + AE([z̃; p])``, trained against the full-modality embeddings: the imagination module of
   MMIN (Zhao, Li & Jin, ACL 2021), which cascades such residual autoencoders (Tran et al., CVPR 2017).
 * :class:`MissingModalityClassifier` puts encoders, a fill and a fusion head together; :func:`train_classifier`
-  trains it (under simulated missingness when it has a ModDrop layer); :func:`accuracy_by_pattern`,
-  :func:`expected_accuracy` and :func:`robustness_auc` measure accuracy against the missing rate.
+  trains it with :func:`mmlab.train.fit` (under simulated missingness when it has a ModDrop layer);
+  :func:`accuracy_by_pattern`, :func:`expected_accuracy` and :func:`robustness_auc` measure accuracy against the
+  missing rate.
+
+Lesson 3's data recipe, experiment driver and figures live in :mod:`mmlab.lessons.missing`.
 """
 
 from __future__ import annotations
@@ -29,13 +32,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checks import check_choice, check_fraction, check_tensor
-from .runtime import get_device
-from .viz import new_figure
+from .models import mlp
+from .runtime import resolve_device
+from .train import History, fit, make_loader, predict
 
 __all__ = [
     "FILLS",
@@ -58,10 +60,10 @@ __all__ = [
     "missing_rate_curve",
     "robustness_auc",
     "evaluate_with_missing",
-    "missing_rates_figure",
 ]
 
 FILLS = ("zero", "mean", "token", "reconstruct")
+"""How :class:`MissingModalityClassifier` replaces a missing embedding (see its docstring)."""
 
 
 # ----------------------------------------------------------------------------------------------- presence masks
@@ -149,6 +151,15 @@ def effective_rates(rates: Sequence[float]) -> list[float]:
 # ------------------------------------------------------------------------------------------------------ fills
 
 
+def _check_input_dims(input_dims: Sequence[int]) -> list[int]:
+    """Embedding sizes, one positive int per modality, in modality order."""
+    if isinstance(input_dims, (str, bytes)) or not isinstance(input_dims, Sequence):
+        raise TypeError(f"input_dims must be a sequence of ints (one embedding size per modality), got {input_dims!r}")
+    if not input_dims or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_dims):
+        raise ValueError(f"input_dims must be positive embedding sizes, one per modality, got {list(input_dims)}")
+    return [int(d) for d in input_dims]
+
+
 def fill_missing(x: torch.Tensor, present: torch.Tensor, value: float | torch.Tensor) -> torch.Tensor:
     """``x`` where ``present`` is True, ``value`` where it is False: ``out_i = p_i·x_i + (1 - p_i)·v``.
 
@@ -190,17 +201,17 @@ class MissingToken(nn.Module):
     (normal, std 0.02); trained with the rest of the model under simulated missingness.
     """
 
-    def __init__(self, dims: Sequence[int]):
+    def __init__(self, input_dims: Sequence[int]):
         super().__init__()
-        if not dims or any(int(d) < 1 for d in dims):
-            raise ValueError(f"dims must be positive embedding sizes, one per modality, got {list(dims)}")
-        self.dims = [int(d) for d in dims]
-        self.tokens = nn.ParameterList([nn.Parameter(0.02 * torch.randn(d)) for d in self.dims])
+        self.input_dims = _check_input_dims(input_dims)
+        self.tokens = nn.ParameterList([nn.Parameter(0.02 * torch.randn(d)) for d in self.input_dims])
 
     def forward(self, features: Sequence[torch.Tensor], present: torch.Tensor) -> list[torch.Tensor]:
-        if len(features) != len(self.dims):
-            raise ValueError(f"features must hold {len(self.dims)} tensors (one per modality), got {len(features)}")
-        check_presence(present, features[0].shape[0], len(self.dims))
+        if len(features) != len(self.input_dims):
+            raise ValueError(
+                f"features must hold {len(self.input_dims)} tensors (one per modality), got {len(features)}"
+            )
+        check_presence(present, features[0].shape[0], len(self.input_dims))
         return [fill_missing(z, present[:, m], t) for m, (z, t) in enumerate(zip(features, self.tokens))]
 
 
@@ -240,27 +251,25 @@ class CrossModalReconstructor(nn.Module):
     with :func:`reconstruction_loss` against the full-modality embeddings.
     """
 
-    def __init__(self, dims: Sequence[int], hidden: int = 64, bottleneck: int = 32):
+    def __init__(self, input_dims: Sequence[int], hidden: int = 64, bottleneck: int = 32):
         super().__init__()
-        if not dims or any(int(d) < 1 for d in dims):
-            raise ValueError(f"dims must be positive embedding sizes, one per modality, got {list(dims)}")
-        self.dims = [int(d) for d in dims]
-        total = sum(self.dims)
-        self.encoder = nn.Sequential(
-            nn.Linear(total + len(self.dims), hidden), nn.ReLU(), nn.Linear(hidden, bottleneck), nn.ReLU()
-        )
-        self.decoder = nn.Sequential(nn.Linear(bottleneck, hidden), nn.ReLU(), nn.Linear(hidden, total))
+        self.input_dims = _check_input_dims(input_dims)
+        total = sum(self.input_dims)
+        self.encoder = mlp(total + len(self.input_dims), hidden, bottleneck, final_activation=True)
+        self.decoder = mlp(bottleneck, hidden, total)
 
     def forward(self, features: Sequence[torch.Tensor], present: torch.Tensor) -> list[torch.Tensor]:
-        if len(features) != len(self.dims):
-            raise ValueError(f"features must hold {len(self.dims)} tensors (one per modality), got {len(features)}")
+        if len(features) != len(self.input_dims):
+            raise ValueError(
+                f"features must hold {len(self.input_dims)} tensors (one per modality), got {len(features)}"
+            )
         sizes: dict[str, int] = {}
-        for m, (z, d) in enumerate(zip(features, self.dims)):
+        for m, (z, d) in enumerate(zip(features, self.input_dims)):
             check_tensor(f"features[{m}]", z, ("B", d), dtype="float", sizes=sizes)
-        check_presence(present, features[0].shape[0], len(self.dims))
+        check_presence(present, features[0].shape[0], len(self.input_dims))
         filled = torch.cat([zero_fill(z, present[:, m]) for m, z in enumerate(features)], dim=1)
         guess = filled + self.decoder(self.encoder(torch.cat([filled, present.to(filled.dtype)], dim=1)))
-        parts = guess.split(self.dims, dim=1)
+        parts = guess.split(self.input_dims, dim=1)
         return [torch.where(present[:, m, None], z, parts[m]) for m, z in enumerate(features)]
 
 
@@ -315,21 +324,19 @@ class MissingModalityClassifier(nn.Module):
             raise ValueError("encoders must name at least one modality")
         self.modalities = list(encoders)
         self.encoders = nn.ModuleDict(encoders)
-        self.dims = [int(e.out_dim) for e in encoders.values()]
+        self.embedding_dims = [int(e.out_dim) for e in encoders.values()]
         self.fill = check_choice("fill", fill, FILLS)
         self.dropout = ModalityDropout(train_rates) if train_rates is not None else None
-        if self.dropout is not None and len(self.dropout.rates) != len(self.dims):
-            raise ValueError(f"train_rates must have {len(self.dims)} rates (one per modality), got {train_rates}")
-        self.token = MissingToken(self.dims) if fill == "token" else None
-        self.reconstructor = CrossModalReconstructor(self.dims) if fill == "reconstruct" else None
-        self.register_buffer("fill_mean", torch.zeros(sum(self.dims)))
+        if self.dropout is not None and len(self.dropout.rates) != len(self.embedding_dims):
+            raise ValueError(
+                f"train_rates must have {len(self.embedding_dims)} rates (one per modality), got {train_rates}"
+            )
+        self.token = MissingToken(self.embedding_dims) if fill == "token" else None
+        self.reconstructor = CrossModalReconstructor(self.embedding_dims) if fill == "reconstruct" else None
+        self.register_buffer("fill_mean", torch.zeros(sum(self.embedding_dims)))
         self.register_buffer("fill_mean_set", torch.tensor(False))
-        total = sum(self.dims)
-        self.head = (
-            nn.Linear(total, num_classes)
-            if hidden is None
-            else nn.Sequential(nn.Linear(total, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
-        )
+        total = sum(self.embedding_dims)
+        self.head = nn.Linear(total, num_classes) if hidden is None else mlp(total, hidden, num_classes)
 
     def embed(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """One embedding ``(B, d_m)`` per modality, in the order of ``encoders``."""
@@ -347,7 +354,7 @@ class MissingModalityClassifier(nn.Module):
         if fill == "mean":
             if not bool(self.fill_mean_set):
                 raise RuntimeError("fill='mean' needs the training mean: call set_fill_mean(*train_inputs) first")
-            means = self.fill_mean.split(self.dims)
+            means = self.fill_mean.split(self.embedding_dims)
             return [mean_fill(z, present[:, m], mu) for m, (z, mu) in enumerate(zip(features, means))]
         module = self.token if fill == "token" else self.reconstructor
         if module is None:
@@ -374,17 +381,15 @@ class MissingModalityClassifier(nn.Module):
 
     @torch.no_grad()
     def set_fill_mean(self, *inputs: torch.Tensor, batch_size: int = 1024) -> None:
-        """Store each modality's mean embedding over ``inputs`` (the training set) for ``fill="mean"``."""
-        was_training = self.training
-        self.eval()
-        total, n = torch.zeros_like(self.fill_mean), 0
-        for i in range(0, inputs[0].shape[0], batch_size):
-            feats = self.embed(*(x[i : i + batch_size].to(self.fill_mean.device) for x in inputs))
-            total += torch.cat(feats, dim=1).sum(0)
-            n += feats[0].shape[0]
-        self.fill_mean.copy_(total / max(n, 1))
+        """Store each modality's mean embedding over ``inputs`` (the training set) for ``fill="mean"``:
+        ``z̄_m = (1/N) Σ_i enc_m(x_im)``, computed in eval mode (the previous mode is restored)."""
+        if len(inputs) != len(self.modalities):
+            raise ValueError(
+                f"expected {len(self.modalities)} inputs ({', '.join(self.modalities)}), got {len(inputs)}"
+            )
+        feats = predict(self, inputs, batch_size=batch_size, fn=lambda *xb: torch.cat(self.embed(*xb), dim=1))
+        self.fill_mean.copy_(feats.mean(0).to(self.fill_mean))
         self.fill_mean_set.fill_(True)
-        self.train(was_training)
 
 
 def _check_inputs(inputs: Sequence[torch.Tensor], labels: torch.Tensor) -> int:
@@ -409,43 +414,56 @@ def train_classifier(
     recon_weight: float = 1.0,
     seed: int = 0,
     device: torch.device | str | None = None,
+    amp: bool = False,
     progress: bool = True,
     desc: str = "train",
-) -> dict[str, list[float]]:
-    """Train ``model`` with Adam on in-memory tensors; returns per-epoch ``{"loss": [...], "recon": [...]}``.
+) -> History:
+    """Train ``model`` with Adam on in-memory tensors through :func:`mmlab.train.fit`; return its History.
 
-    The loss is ``CE(logits, y) + recon_weight · reconstruction_loss`` (the second term only for
-    ``fill="reconstruct"``). Missingness is simulated by the model's own ModDrop layer (``train_rates``), so
-    a model built without it trains on complete data. Batches are shuffled by a generator seeded with
-    ``seed``; seed the model's initialisation and ModDrop with :func:`mmlab.seed_everything` before building it.
-    The model is left in eval mode.
+    The loss is ``L = CE(logits, y) + recon_weight · reconstruction_loss`` (the second term only for
+    ``fill="reconstruct"``, MMIN, Zhao et al. 2021). Missingness is simulated by the model's own ModDrop layer
+    (``train_rates``, Neverova et al. 2016), so a model built without it trains on complete data. History rows
+    per epoch: ``train_loss`` (``L``), ``ce`` and ``recon`` (0 without reconstruction). Batches are shuffled by
+    :func:`mmlab.train.make_loader` with its own generator seeded with ``seed``; the model's initialisation and
+    ModDrop draw from the global RNG, so seed them (``mmlab.seed_everything`` before building, or build and
+    train inside ``with mmlab.runtime.seeded(seed):``). ``amp`` is off by default: these small models train in
+    float32 on every device. The model is left in eval mode.
     """
-    n = _check_inputs(inputs, labels)
+    _check_inputs(inputs, labels)
+    if not isinstance(model, MissingModalityClassifier):
+        raise TypeError(f"model must be a MissingModalityClassifier, got {type(model).__name__}")
+    if len(inputs) != len(model.modalities):
+        raise ValueError(
+            f"inputs must hold {len(model.modalities)} tensors ({', '.join(model.modalities)}), got {len(inputs)}"
+        )
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    device = torch.device(device) if device is not None else get_device()
+    device = resolve_device(device)
     model.to(device)
-    inputs = [x.to(device) for x in inputs]
-    labels = labels.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    history: dict[str, list[float]] = {"loss": [], "recon": []}
-    model.train()
-    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
-        loss_sum = recon_sum = 0.0
-        for idx in torch.randperm(n, generator=gen).split(batch_size):
-            idx = idx.to(device)
-            logits, feats, completed, present = model.forward_details(*(x[idx] for x in inputs))
-            loss = F.cross_entropy(logits, labels[idx])
-            recon = reconstruction_loss(completed, feats, present) if model.fill == "reconstruct" else None
-            total = loss if recon is None else loss + recon_weight * recon
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-            loss_sum += loss.item() * len(idx)
-            recon_sum += 0.0 if recon is None else recon.item() * len(idx)
-        history["loss"].append(loss_sum / n)
-        history["recon"].append(recon_sum / n)
+    loader = make_loader(
+        *(x.to(device) for x in inputs), labels.to(device), batch_size=batch_size, shuffle=True, seed=seed
+    )
+
+    def compute_loss(model: MissingModalityClassifier, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        *xb, yb = batch
+        logits, feats, completed, present = model.forward_details(*xb)
+        ce = F.cross_entropy(logits, yb)
+        if model.fill != "reconstruct":
+            return {"loss": ce, "ce": ce, "recon": 0.0}
+        recon = reconstruction_loss(completed, feats, present)
+        return {"loss": ce + recon_weight * recon, "ce": ce, "recon": recon}
+
+    history = fit(
+        model,
+        loader,
+        epochs=epochs,
+        optimizer=torch.optim.Adam(model.parameters(), lr=lr),
+        compute_loss=compute_loss,
+        device=device,
+        amp=amp,
+        progress=progress,
+        desc=desc,
+    )
     model.eval()
     return history
 
@@ -453,17 +471,12 @@ def train_classifier(
 # -------------------------------------------------------------------------------------------------- evaluation
 
 
-@torch.no_grad()
-def _predict(model: nn.Module, inputs: Sequence[torch.Tensor], present: torch.Tensor, batch_size: int) -> torch.Tensor:
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, present.shape[0], batch_size):
-        xb = [x[i : i + batch_size].to(device) for x in inputs]
-        out.append(model(*xb, present=present[i : i + batch_size].to(device)).argmax(-1).cpu())
-    model.train(was_training)
-    return torch.cat(out)
+def _predict_labels(
+    model: nn.Module, inputs: Sequence[torch.Tensor], present: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """Arg-max class of ``model(*inputs, present=present)`` per row, in eval mode, on the CPU."""
+    logits = predict(model, [*inputs, present], batch_size=batch_size, fn=lambda *xb: model(*xb[:-1], present=xb[-1]))
+    return logits.argmax(-1)
 
 
 def accuracy_by_pattern(
@@ -479,7 +492,7 @@ def accuracy_by_pattern(
     for pattern in itertools.product((True, False), repeat=len(inputs)):
         if any(pattern):
             present = torch.tensor(pattern).expand(n, -1)
-            out[pattern] = (_predict(model, inputs, present, batch_size) == labels.cpu()).float().mean().item()
+            out[pattern] = (_predict_labels(model, inputs, present, batch_size) == labels.cpu()).float().mean().item()
     return out
 
 
@@ -495,7 +508,7 @@ def evaluate_with_missing(
     """Accuracy with a presence mask drawn by :func:`sample_presence` at ``rates`` (one random draw)."""
     n = _check_inputs(inputs, labels)
     present = sample_presence(n, check_rates(rates, len(inputs)), generator=generator)
-    return (_predict(model, inputs, present, batch_size) == labels.cpu()).float().mean().item()
+    return (_predict_labels(model, inputs, present, batch_size) == labels.cpu()).float().mean().item()
 
 
 def expected_accuracy(pattern_acc: Mapping[tuple[bool, ...], float], rates: Sequence[float]) -> float:
@@ -533,45 +546,3 @@ def robustness_auc(rates: Sequence[float], accuracies: Sequence[float]) -> float
     if not np.all(np.diff(r) > 0):
         raise ValueError(f"rates must be strictly increasing, got {r.tolist()}")
     return float(np.sum((a[1:] + a[:-1]) / 2 * np.diff(r)) / (r[-1] - r[0]))
-
-
-# ------------------------------------------------------------------------------------------------------ widget
-
-
-def missing_rates_figure(
-    pattern_accs: Mapping[str, Sequence[Mapping[tuple[bool, ...], float]]],
-    rates: Sequence[float],
-    modalities: Sequence[str],
-) -> Figure:
-    """Expected test accuracy of each method at per-modality missing ``rates``: bars, mean ± std over seeds.
-
-    ``pattern_accs`` maps a method's name to one :func:`accuracy_by_pattern` result per seed; the expected
-    accuracy is :func:`expected_accuracy` (exact, no sampling), so redrawing needs no model. Rates that are
-    all 1 (nothing left to classify) give a figure that says so.
-    """
-    if len(rates) != len(modalities):
-        raise ValueError(f"rates must have one rate per modality ({len(modalities)}), got {len(rates)}")
-    fig, ax = new_figure(size=(7.0, 0.45 * len(pattern_accs) + 1.6))
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("expected test accuracy (fraction)")
-    if all(float(r) == 1.0 for r in rates):
-        ax.set_title("every modality missing: nothing to classify")
-        ax.set_yticks([])
-        return fig
-    rates = check_rates(rates, len(modalities))
-    names = list(pattern_accs)
-    acc = {k: np.array([expected_accuracy(p, rates) for p in pattern_accs[k]]) for k in names}
-    y = np.arange(len(names))
-    means = [acc[k].mean() for k in names]
-    ax.barh(y, means, xerr=[acc[k].std() for k in names], capsize=3, color="tab:blue", alpha=0.85)
-    for i, v in enumerate(means):
-        ax.annotate(f"{100 * v:.1f}%", (0.01, i), va="center", color="white", fontsize=8)
-    ax.set_yticks(y, names)
-    ax.invert_yaxis()
-    ax.grid(axis="x", alpha=0.3)
-    asked = ", ".join(f"{m} {100 * r:.0f}%" for m, r in zip(modalities, rates))
-    real = ", ".join(f"{m} {100 * r:.0f}%" for m, r in zip(modalities, effective_rates(rates)))
-    ax.set_title(
-        f"test-time missing rates set: {asked}\nrealised (no sample loses every modality): {real}", fontsize=10
-    )
-    return fig

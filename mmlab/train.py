@@ -7,7 +7,8 @@ happens inside a step through hooks, not by writing another loop:
 - ``forward_fn(model, batch) -> (output, target)`` and ``loss_fn(output, target)``: the ordinary case
   (a batch is a tuple ``(*inputs, target)``; by default the loop calls ``model(*inputs)``);
 - ``compute_loss(model, batch) -> loss`` or ``{"loss": loss, "name": scalar, ...}``: any objective
-  (multi-task, contrastive, simulated missingness, auxiliary heads); extra scalars are logged per epoch;
+  (multi-task, contrastive, simulated missingness, auxiliary heads); extra scalars are logged per epoch, and
+  entries whose key starts with ``_`` (features, targets) only ride along to ``after_backward``;
 - ``after_backward(model, batch, result)``: gradient work between backward and step (OGM modulation,
   clipping schemes, GradNorm); ``result`` is the forward output, or the dict from ``compute_loss``;
 - ``after_step(model, batch)`` and ``after_epoch(model, epoch) -> metrics``: bookkeeping around the step.
@@ -405,7 +406,7 @@ def fit(
                         if "loss" not in result:
                             raise KeyError("compute_loss must return a loss tensor or a dict with a 'loss' key")
                         loss = result["loss"]
-                        scalars = {k: _scalar(k, v) for k, v in result.items() if k != "loss"}
+                        scalars = {k: _scalar(k, v) for k, v in result.items() if k != "loss" and k[:1] != "_"}
                     else:
                         loss, scalars = result, {}
                     out = y = None

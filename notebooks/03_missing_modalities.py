@@ -30,7 +30,7 @@
 # **Time:** ~25 minutes.
 
 # %%
-# Colab only: fetch the course (package + data), install it, keep Colab's torch. Elsewhere: nothing.
+# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:
@@ -40,8 +40,7 @@ if "google.colab" in sys.modules:
     REPO_URL = "https://github.com/mmlab-course/mmlab"
     if not os.path.isdir("/content/mmlab"):
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/mmlab"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mmlab[course]"], check=True)
-    sys.path.insert(0, "/content/mmlab")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/mmlab[colab]"], check=True)
     os.chdir("/content/mmlab/notebooks")
 
 # %% [markdown]
@@ -58,10 +57,10 @@ if "google.colab" in sys.modules:
 # %%
 import numpy as np
 import torch
-from ipywidgets import FloatSlider, interact
+from ipywidgets import FloatSlider, Layout, interact
 from torch import nn
 
-from mmlab import get_device, seed_everything
+from mmlab import get_device
 
 device = get_device()
 print("device:", device)
@@ -131,50 +130,44 @@ assert all(g is None for g in grads), "with complete training data the compensat
 # No noise knobs are needed: the held-out speakers already make the two modalities unequal.
 
 # %%
-from mmlab.data import load_avdigits, standardize
-from mmlab.models import MLPEncoder
+from mmlab.lessons.missing import lesson_encoders, load_missing_data
 
-train = load_avdigits("train", audio_format="mfcc_stats")
-test = load_avdigits("test", audio_format="mfcc_stats")
-audio_train, audio_test = standardize(train.audio, test.audio)  # statistics from the training split only
-X_train = [train.image.flatten(1), audio_train]
-X_test = [test.image.flatten(1), audio_test]
-y_train, y_test = train.label, test.label
-MODALITIES = ["image", "audio"]
-distinct_audio, distinct_images = len(torch.unique(audio_train, dim=0)), len(torch.unique(X_train[0], dim=0))
+data = load_missing_data()  # audio standardised with statistics from the training split only
+X_train, X_test = data.train_inputs, data.test_inputs  # [image (N, 64), audio (N, 40)]
+y_train, y_test = data.train_labels, data.test_labels
+MODALITIES = list(data.modalities)
+distinct_audio, distinct_images = len(torch.unique(X_train[1], dim=0)), len(torch.unique(X_train[0], dim=0))
 print(f"train {len(y_train)} · test {len(y_test)} · image {tuple(X_train[0].shape)} · audio {tuple(X_train[1].shape)}")
 print(f"distinct rows in train: audio {distinct_audio} · images {distinct_images}")
-
-
-def encoders():
-    """Fresh encoders: a small MLP per modality, each to a 32-d embedding."""
-    return {"image": MLPEncoder(64, 32, hidden=64), "audio": MLPEncoder(40, 32, hidden=64)}
-
+for m, enc in lesson_encoders().items():  # a small MLP per modality, each to a 32-d embedding
+    layers = [
+        f"Linear({x.in_features}→{x.out_features})" if isinstance(x, nn.Linear) else type(x).__name__ for x in enc.net
+    ]
+    print(f"{m} encoder:", " – ".join(layers))
 
 # %% [markdown]
 # First, each modality alone, over five seeds. `MissingModalityClassifier` (from `mmlab.missing`, used all
 # lesson) is `head(concat(embeddings))`; with one encoder it is a plain unimodal classifier.
-# `train_classifier` is a short Adam loop over in-memory tensors with a progress bar.
+# `train_classifier` trains it with Adam through `mmlab.train.fit` (the course's one loop, with a progress bar);
+# `train_missing_model(seed, data, ...)` (from `mmlab.lessons.missing`) builds a fresh model with that seed,
+# trains it and returns the model, its history and its test accuracy for every presence pattern
+# (`accuracy_by_pattern`).
 
 # %%
-from mmlab.missing import MissingModalityClassifier, accuracy_by_pattern, train_classifier
+from mmlab.lessons.missing import train_missing_model
 
 SEEDS = [0, 1, 2, 3, 4]
 EPOCHS = 30
 alone_acc = {m: [] for m in MODALITIES}
 alone_loss = {m: [] for m in MODALITIES}
 for seed in SEEDS:
-    for k, m in enumerate(MODALITIES):
-        seed_everything(seed)
-        model = MissingModalityClassifier({m: encoders()[m]}, num_classes=10)
-        hist = train_classifier(
-            model, [X_train[k]], y_train, epochs=EPOCHS, seed=seed, device=device, desc=f"{m} alone"
-        )
-        alone_acc[m].append(accuracy_by_pattern(model, [X_test[k]], y_test)[(True,)])
-        alone_loss[m].append(hist["loss"])
+    for m in MODALITIES:
+        alone = train_missing_model(seed, data, modalities=[m], epochs=EPOCHS, device=device, desc=f"{m} alone")
+        alone_acc[m].append(alone.pattern_acc[(True,)])
+        alone_loss[m].append(alone.history["ce"])  # training cross-entropy per epoch
 alone_acc = {m: np.array(v) for m, v in alone_acc.items()}
 for m in MODALITIES:
-    print(f"{m:5s} alone: test accuracy {100 * alone_acc[m].mean():.1f} ± {100 * alone_acc[m].std():.1f} %")
+    print(f"{m:5s} alone: test accuracy {100 * alone_acc[m].mean():.1f} ± {100 * alone_acc[m].std(ddof=1):.1f} %")
 
 # %%
 from mmlab.viz import plot_curves
@@ -183,7 +176,7 @@ epochs_axis = list(range(1, EPOCHS + 1))
 plot_curves(
     epochs_axis,
     {f"{m} alone": np.mean(alone_loss[m], 0) for m in MODALITIES},
-    errors={f"{m} alone": np.std(alone_loss[m], 0) for m in MODALITIES},
+    errors={f"{m} alone": np.std(alone_loss[m], 0, ddof=1) for m in MODALITIES},
     logy=True,
     xlabel="epoch",
     ylabel="training cross-entropy (nats, log scale)",
@@ -241,14 +234,13 @@ assert np.allclose((~mask).float().mean(0).numpy(), effective_rates([0.6, 0.5]),
 
 
 # %%
+from mmlab.missing import accuracy_by_pattern
+
+
 def run(seed, **model_kwargs):
     """Train one two-modality model with this seed; return it and its accuracy for every presence pattern."""
-    seed_everything(seed)
-    model = MissingModalityClassifier(encoders(), num_classes=10, **model_kwargs)
-    train_classifier(
-        model, X_train, y_train, epochs=EPOCHS, seed=seed, device=device, desc=str(model_kwargs or "full data")
-    )
-    return model, accuracy_by_pattern(model, X_test, y_test)
+    trained = train_missing_model(seed, data, epochs=EPOCHS, device=device, **model_kwargs)
+    return trained.model, trained.pattern_acc
 
 
 BOTH, IMAGE_ONLY, AUDIO_ONLY = (True, True), (True, False), (False, True)
@@ -287,33 +279,24 @@ predicted = expected_accuracy(results["full data, zero fill"][0], [0.0, 0.5])
 print(f"audio missing at 50%: sampled mask {100 * sampled:.1f}% · straight line {100 * predicted:.1f}%")
 assert abs(sampled - predicted) < 0.08
 
+# %% [markdown]
+# `missing_curves_figure` (from `mmlab.lessons.missing`) draws, for each modality, these straight lines
+# (`missing_rate_curve`) for every method, mean ± std over the seeds, with the other modality's accuracy alone
+# dashed: the ceiling at missing rate 1.
+
 # %%
+from mmlab.lessons.missing import missing_curves_figure
 from mmlab.missing import missing_rate_curve
-from mmlab.viz import new_figure
 
 RATES = np.linspace(0, 1, 11)
+ceilings = {m: alone_acc[m].mean() for m in MODALITIES}
 
 
 def curves_figure(names, title):
     """Accuracy vs missing rate of each modality for the named methods (mean ± std over seeds), ceilings dashed."""
-    fig, axes = new_figure(1, 2, size=(11, 3.8))
-    for k, (ax, m) in enumerate(zip(axes, MODALITIES)):
-        curves = {n: np.array([missing_rate_curve(a, k, RATES) for a in results[n]]) for n in names}
-        other = MODALITIES[1 - k]
-        plot_curves(
-            RATES,
-            {n: c.mean(0) for n, c in curves.items()},
-            errors={n: c.std(0) for n, c in curves.items()},
-            xlabel=f"{m} missing rate at test time (fraction)",
-            ylabel="test accuracy (fraction)",
-            title=f"{m} goes missing",
-            ax=ax,
-        )
-        ax.axhline(alone_acc[other].mean(), ls="--", lw=1, color="black", label=f"{other} alone (ceiling at rate 1)")
-        ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=8, loc="lower left")
-    fig.suptitle(title)
-    return fig
+    return missing_curves_figure(
+        {n: results[n] for n in names}, ceilings, modalities=MODALITIES, rates=RATES, title=title
+    )
 
 
 curves_figure(list(results), "Trained on complete data: collapse when audio goes missing (5 seeds)")
@@ -396,9 +379,9 @@ for name, a in auc.items():
     both = np.array([acc[BOTH] for acc in results[name]])
     mean_auc = a.mean(1)
     print(
-        f"{name:26s} {100 * both.mean():8.1f} ± {100 * both.std():3.1f}"
-        + "".join(f" {100 * a[:, k].mean():14.1f} ± {100 * a[:, k].std():3.1f}" for k in range(2))
-        + f" {100 * mean_auc.mean():6.1f} ± {100 * mean_auc.std():3.1f}"
+        f"{name:26s} {100 * both.mean():8.1f} ± {100 * both.std(ddof=1):3.1f}"
+        + "".join(f" {100 * a[:, k].mean():14.1f} ± {100 * a[:, k].std(ddof=1):3.1f}" for k in range(2))
+        + f" {100 * mean_auc.mean():6.1f} ± {100 * mean_auc.std(ddof=1):3.1f}"
     )
 
 # %% [markdown]
@@ -447,7 +430,7 @@ with torch.no_grad():
 rel = np.array(rel)
 for k, m in enumerate(MODALITIES):
     print(
-        f"{m} reconstructed from {MODALITIES[1 - k]}: error / mean-guess error = {rel[:, k].mean():.2f} ± {rel[:, k].std():.2f}"
+        f"{m} reconstructed from {MODALITIES[1 - k]}: error / mean-guess error = {rel[:, k].mean():.2f} ± {rel[:, k].std(ddof=1):.2f}"
     )
 assert (rel < 0.8).all(), rel
 
@@ -481,12 +464,26 @@ assert abs(pattern_mean(trap, AUDIO_ONLY) - pattern_mean("ModDrop, zero fill", A
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from mmlab.missing import missing_rates_figure
+from mmlab.lessons.missing import missing_rates_figure
+
+
+def rate_slider(value, description):
+    """A 0–1 slider whose description is never cut short."""
+    return FloatSlider(
+        value=value,
+        min=0,
+        max=1,
+        step=0.05,
+        description=description,
+        style={"description_width": "initial"},
+        layout=Layout(width="420px"),
+    )
+
 
 _ = interact(
     lambda image_missing, audio_missing: missing_rates_figure(results, [image_missing, audio_missing], MODALITIES),
-    image_missing=FloatSlider(value=0.0, min=0, max=1, step=0.05, description="image missing"),
-    audio_missing=FloatSlider(value=0.5, min=0, max=1, step=0.05, description="audio missing"),
+    image_missing=rate_slider(0.0, "image missing rate"),
+    audio_missing=rate_slider(0.5, "audio missing rate"),
 )
 
 # %% [markdown]

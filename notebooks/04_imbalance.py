@@ -85,7 +85,7 @@ def pm(values) -> str:
 # Two modalities from AV-Digits, chosen so that one is a fast shortcut that generalises imperfectly and the other
 # is slow but reliable:
 #
-# * **visual (weak):** the 8×8 digit, pixels / 16, plus Gaussian noise σ = 0.3 drawn once per image
+# * **image (weak):** the 8×8 digit, pixels / 16, plus Gaussian noise σ = 0.3 drawn once per image
 #   (64 numbers);
 # * **audio (dominant):** the digit's name spoken by a random voice, 20 MFCCs summarised by their mean and std
 #   over time (40 numbers), standardised with training statistics. Training clips come from 6 voices, test clips
@@ -95,7 +95,7 @@ def pm(values) -> str:
 # into one `Linear(32→10)` head. Training: SGD, lr 0.01, momentum 0.9, weight decay 1e-4, batch 64, 30 epochs.
 
 # %%
-from mmlab.balance import imbalance_experiment, load_imbalance_data
+from mmlab.lessons.imbalance import imbalance_experiment, load_imbalance_data
 
 data = load_imbalance_data(image_noise=0.3)
 print(
@@ -107,9 +107,10 @@ print(
 SEEDS = [0, 1, 2, 3, 4]
 
 # %% [markdown]
-# `imbalance_experiment` trains one model with `mmlab.balance.train_imbalance` (full tensors, manual
-# mini-batches: for MLPs this small a `DataLoader` costs more than the maths) and then fits a linear probe on the
-# visual encoder. Runs are memoised, so the widget later reuses them.
+# `imbalance_experiment` (from `mmlab.lessons.imbalance`, the lesson's experiment module) trains one model with
+# `train_imbalance` — the course's one training loop, `mmlab.train.fit`, over `make_loader` batches (whole-batch
+# indexing of in-memory tensors: for MLPs this small a per-item `DataLoader` costs more than the maths) — and
+# then fits a linear probe on the image encoder. Runs are memoised, so the widget later reuses them.
 
 # %%
 base0 = imbalance_experiment("baseline", seed=0)
@@ -153,18 +154,16 @@ assert all(torch.equal(g, p.grad) for g, p in zip(grads_before, model.parameters
 # %%
 dead = copy.deepcopy(base0.model)
 with torch.no_grad():
-    dead.encoders["visual"][2].bias.fill_(-100.0)  # every visual feature is ReLU(negative) = 0
+    dead.encoders["image"][2].bias.fill_(-100.0)  # every image feature is ReLU(negative) = 0
 backward_on_batch(dead)
 w_dead = recipe_weights(dead)
 print({m: float(v) for m, v in w_dead.items()})
-assert torch.isinf(w_dead["visual"]), "division by a zero gradient norm"
-assert torch.isnan(dead.encoders["visual"][0].weight.grad * w_dead["visual"]).all(), (
-    "inf × 0 = NaN, had it been applied"
-)
+assert torch.isinf(w_dead["image"]), "division by a zero gradient norm"
+assert torch.isnan(dead.encoders["image"][0].weight.grad * w_dead["image"]).all(), "inf × 0 = NaN, had it been applied"
 
 # %% [markdown]
 # The deepest problem: **gradient norms of different encoders are not comparable.** A ReLU network can be
-# re-parametrised without changing what it computes: multiply the visual encoder's first layer by c = 10 and
+# re-parametrised without changing what it computes: multiply the image encoder's first layer by c = 10 and
 # divide its second layer by 10. Every output is identical, yet the gradient norms — and the recipe's weights —
 # change. A "balance" that moves when nothing about the model's behaviour moves is measuring the parametrisation.
 
@@ -173,11 +172,11 @@ from mmlab.balance import modality_scores
 
 twin = copy.deepcopy(base0.model)
 with torch.no_grad():
-    enc = twin.encoders["visual"]
+    enc = twin.encoders["image"]
     enc[0].weight.mul_(10.0)
     enc[0].bias.mul_(10.0)
     enc[2].weight.div_(10.0)
-x_batch = [data.train[m][:256].to(device) for m in ("visual", "audio")]
+x_batch = [data.train[m][:256].to(device) for m in ("image", "audio")]
 y_batch = data.y_train[:256].to(device)
 with torch.no_grad():
     same_outputs = torch.allclose(base0.model(*x_batch), twin(*x_batch), atol=1e-4)
@@ -189,7 +188,7 @@ s_twin = modality_scores(twin.features(*x_batch), twin.head, y_batch)
 print("identical outputs:", same_outputs)
 print("recipe weights, original      :", {m: round(float(v), 2) for m, v in w_model.items()})
 print("recipe weights, re-parametrised:", {m: round(float(v), 2) for m, v in w_twin.items()})
-print("OGM scores (s_visual, s_audio), original vs re-parametrised:", s_model.tolist(), s_twin.tolist())
+print("OGM scores (s_image, s_audio), original vs re-parametrised:", s_model.tolist(), s_twin.tolist())
 ratio_change = max(float(w_twin[m] / w_model[m]) for m in w_model) / min(float(w_twin[m] / w_model[m]) for m in w_model)
 assert same_outputs and ratio_change > 2, "same function, different 'balance'"
 assert torch.allclose(s_model, s_twin, rtol=1e-3), "OGM's scores depend only on what the model computes"
@@ -206,7 +205,7 @@ assert torch.allclose(s_model, s_twin, rtol=1e-3), "OGM's scores depend only on 
 
 # %% [markdown]
 # ## 4. Diagnosis: who explains the training labels?
-# Split the head `W = [W_v | W_a]` into the part that reads the visual feature and the part that reads the
+# Split the head `W = [W_image | W_audio]` into the part that reads the image feature and the part that reads the
 # audio feature: the fused logits are exactly `out_v + out_a` with `out_m = h_m W_mᵀ + b/2`. Each half is a
 # classifier in its own right; track its **training** accuracy per epoch.
 
@@ -228,7 +227,7 @@ epochs = np.arange(1, 31)
 for seed in SEEDS:
     r = runs["baseline", seed]
     ax.plot(epochs, r.half_train_acc["audio"], color="tab:orange", alpha=0.7, label="audio half" if seed == 0 else None)
-    ax.plot(epochs, r.half_train_acc["visual"], color="tab:blue", alpha=0.7, label="visual half" if seed == 0 else None)
+    ax.plot(epochs, r.half_train_acc["image"], color="tab:blue", alpha=0.7, label="image half" if seed == 0 else None)
 ax.axhline(0.1, ls="--", lw=1, color="gray", label="chance")
 ax.set(xlabel="epoch", ylabel="training accuracy (fraction)", title="Each half of the joint logits, 5 seeds (SGD)")
 ax.legend()
@@ -236,32 +235,32 @@ fig
 
 # %%
 final_audio = [runs["baseline", s].half_train_acc["audio"][-1] for s in SEEDS]
-final_visual = [runs["baseline", s].half_train_acc["visual"][-1] for s in SEEDS]
+final_image = [runs["baseline", s].half_train_acc["image"][-1] for s in SEEDS]
 print("final training accuracy, audio half :", np.round(final_audio, 2))
-print("final training accuracy, visual half:", np.round(final_visual, 2))
+print("final training accuracy, image half:", np.round(final_image, 2))
 assert min(final_audio) > 0.95, "audio explains the training set"
-assert max(final_visual) < 0.5, "the visual half stays far from it"
+assert max(final_image) < 0.5, "the image half stays far from it"
 
 # %% [markdown]
-# The audio half reaches ~100% training accuracy within about 15 epochs; the visual half stalls between 10% (chance)
+# The audio half reaches ~100% training accuracy within about 15 epochs; the image half stalls between 10% (chance)
 # and 30%. Once audio explains every training label, the cross-entropy is near 0 and so is the gradient that
-# reaches the visual encoder.
+# reaches the image encoder.
 #
-# **But the visual half is only one linear read-out.** Did the encoder learn nothing, or did the head just not
+# **But the image half is only one linear read-out.** Did the encoder learn nothing, or did the head just not
 # use it? A **linear probe** answers that: freeze the encoder, fit a fresh (standardised) logistic regression on
 # its 16-d features, test it. Compare with the *same* encoder architecture trained alone on images.
 
 # %%
-probe_alone = [runs["alone", s].visual_probe for s in SEEDS]
-probe_joint = [runs["baseline", s].visual_probe for s in SEEDS]
-print(f"visual encoder trained alone      : probe {pm(probe_alone)} %")
-print(f"visual encoder after joint training: probe {pm(probe_joint)} %")
+probe_alone = [runs["alone", s].image_probe for s in SEEDS]
+probe_joint = [runs["baseline", s].image_probe for s in SEEDS]
+print(f"image encoder trained alone      : probe {pm(probe_alone)} %")
+print(f"image encoder after joint training: probe {pm(probe_joint)} %")
 gap = np.mean(probe_alone) - np.mean(probe_joint)
 print(f"laziness gap: {100 * gap:.1f} points")
 assert gap > 0.05 and gap > 2 * max(np.std(probe_alone, ddof=1), np.std(probe_joint, ddof=1))
 
 # %% [markdown]
-# The gap is far larger than the seed-to-seed spread: in joint training the visual encoder learns markedly less
+# The gap is far larger than the seed-to-seed spread: in joint training the image encoder learns markedly less
 # than it does alone. That is **modality laziness**, and it costs test accuracy, because at test time the audio
 # meets new voices and the model would need the images.
 #
@@ -271,7 +270,7 @@ assert gap > 0.05 and gap > 2 * max(np.std(probe_alone, ddof=1), np.std(probe_jo
 #
 # 1. score each modality by how well its share of the logits explains the labels:
 #    $s_m = \sum_{i \in \text{batch}} \mathrm{softmax}(\text{out}_{m,i})_{y_i}$;
-# 2. the discrepancy ratio $\rho = s_a / s_v$ (audio over visual);
+# 2. the discrepancy ratio $\rho = s_\text{audio} / s_\text{image}$ (audio over image);
 # 3. the dominant modality (here: audio when $\rho > 1$) gets $k = 1 - \tanh(\alpha \rho)$, the other $k = 1$;
 # 4. multiply every gradient of the dominant encoder by $k$ (only the encoders; the head is untouched);
 # 5. **GE:** add Gaussian noise with each gradient tensor's own standard deviation, to keep SGD's useful noise
@@ -300,7 +299,7 @@ for alpha, color in ((0.5, "tab:green"), (1.0, "tab:blue"), (2.0, "tab:red")):
     )
 ax.axvline(1, color="gray", lw=1, ls="--")
 ax.set(
-    xlabel="ρ = s_a / s_v (ratio)",
+    xlabel="ρ = s_audio / s_image (ratio)",
     ylabel="k_a (audio gradient factor)",
     title="OGM's coefficient for the leading modality",
 )
@@ -312,8 +311,8 @@ k_lead, k_other = ogm_coefficients(1.001, 1.0, alpha=1.0)
 assert abs(k_lead - (1 - np.tanh(1.0))) < 1e-3 and k_other == 1.0, "the paper's k jumps at ρ = 1"
 
 # %% [markdown]
-# One OGM step, written out with `mmlab.balance` (this is exactly what `train_imbalance` does in its loop,
-# between `loss.backward()` and `optimizer.step()`):
+# One OGM step, written out with `mmlab.balance` (this is exactly what `train_imbalance` does in `fit`'s
+# `after_backward` hook, between `loss.backward()` and `optimizer.step()`):
 
 # %%
 from mmlab.balance import modulate_gradients
@@ -325,15 +324,15 @@ step_model.zero_grad(set_to_none=True)
 loss.backward()
 plain = {n: p.grad.clone() for n, p in step_model.named_parameters()}
 
-s_v, s_a = modality_scores(feats, step_model.head, y_batch)
-k_v, k_a = ogm_coefficients(s_v, s_a, alpha=1.0)
-groups = {m: step_model.encoders[m].parameters() for m in ("visual", "audio")}
-modulate_gradients(groups, {"visual": k_v, "audio": k_a}, noise=False)  # noise=True gives OGM-GE
+s_img, s_a = modality_scores(feats, step_model.head, y_batch)
+k_img, k_a = ogm_coefficients(s_img, s_a, alpha=1.0)
+groups = {m: step_model.encoders[m].parameters() for m in ("image", "audio")}
+modulate_gradients(groups, {"image": k_img, "audio": k_a}, noise=False)  # noise=True gives OGM-GE
 print(
-    f"s_visual {float(s_v):.1f}, s_audio {float(s_a):.1f} of 256 → ρ = {float(s_a / s_v):.2f}, k_visual {k_v:.2f}, k_audio {k_a:.2g}"
+    f"s_image {float(s_img):.1f}, s_audio {float(s_a):.1f} of 256 → ρ = {float(s_a / s_img):.2f}, k_image {k_img:.2f}, k_audio {k_a:.2g}"
 )
 for n, p in step_model.named_parameters():
-    k = k_a if n.startswith("encoders.audio") else (k_v if n.startswith("encoders.visual") else 1.0)
+    k = k_a if n.startswith("encoders.audio") else (k_img if n.startswith("encoders.image") else 1.0)
     assert torch.allclose(p.grad, plain[n] * k), n
 # (then: optimizer.step())
 
@@ -346,7 +345,7 @@ for n, p in step_model.named_parameters():
 # | baseline | nothing: joint cross-entropy |
 # | OGM | dominant encoder's gradients × k, α = 1 |
 # | OGM-GE | OGM plus generalisation-enhancement noise |
-# | auxiliary losses | a unimodal linear head per encoder, loss = CE(fused) + CE(visual head) + CE(audio head) |
+# | auxiliary losses | a unimodal linear head per encoder, loss = CE(fused) + CE(image head) + CE(audio head) |
 # | inverse-norm | the recipe's `max_norm / norm_m` weights, *applied* to the gradients |
 #
 # Joint test accuracy varies a lot from seed to seed, so we compare each variant with the baseline **of the same
@@ -359,9 +358,9 @@ for method in VARIANTS[1:]:
         runs[method, seed] = imbalance_experiment(method, seed=seed)
 
 acc = {m: np.array([runs[m, s].test_acc for s in SEEDS]) for m in VARIANTS}
-probe = {m: np.array([runs[m, s].visual_probe for s in SEEDS]) for m in VARIANTS}
-print(f"{'variant':14s} {'joint test acc (%)':>19s} {'visual probe (%)':>17s} {'Δacc vs baseline, per seed':>30s}")
-print(f"{'visual alone':14s} {'—':>19s} {pm(probe_alone):>17s}")
+probe = {m: np.array([runs[m, s].image_probe for s in SEEDS]) for m in VARIANTS}
+print(f"{'variant':14s} {'joint test acc (%)':>19s} {'image probe (%)':>17s} {'Δacc vs baseline, per seed':>30s}")
+print(f"{'image alone':14s} {'—':>19s} {pm(probe_alone):>17s}")
 for m in VARIANTS:
     diff = np.round(100 * (acc[m] - acc["baseline"]), 1)
     print(f"{m:14s} {pm(acc[m]):>19s} {pm(probe[m]):>17s}   {diff}")
@@ -369,7 +368,7 @@ for m in VARIANTS:
 # %%
 fig, (a1, a2) = new_figure(1, 2, size=(11, 3.6))
 names = VARIANTS[1:]
-for ax, metric, label in ((a1, acc, "joint test accuracy"), (a2, probe, "visual linear probe")):
+for ax, metric, label in ((a1, acc, "joint test accuracy"), (a2, probe, "image linear probe")):
     for i, m in enumerate(names):
         d = 100 * (metric[m] - metric["baseline"])
         ax.scatter(np.full(len(d), i) + np.linspace(-0.12, 0.12, len(d)), d, color=f"C{i}", zorder=3)
@@ -383,9 +382,9 @@ fig
 # %% [markdown]
 # **What the five seeds show** (asserted below):
 # * OGM raises joint test accuracy in every seed or all but one, by many points on average, and repairs much of
-#   the visual encoder's probe (not all of it);
+#   the image encoder's probe (not all of it);
 # * OGM-GE is about the same as OGM here (the noise neither helps nor hurts measurably);
-# * auxiliary unimodal losses restore the visual probe fully — the encoder learns as much as alone — but gain
+# * auxiliary unimodal losses restore the image probe fully — the encoder learns as much as alone — but gain
 #   less joint accuracy than OGM: a good encoder is not the same as a head that uses it;
 # * the recipe's inverse-norm weights, once *applied*, also help on this toy (they boost the starving encoder),
 #   but less than OGM — with the caveats of section 3 (unbounded, parametrisation-dependent).
@@ -403,28 +402,28 @@ assert (acc["inverse_norm"] > acc["baseline"]).sum() >= 4 and (acc["ogm"] >= acc
 # %% [markdown]
 # ### What OGM does during training
 # Left: ρ_t per step (faint) and its per-epoch mean (line). Without modulation ρ climbs to ~8 — the audio half
-# explains each batch eight times better than the visual half. OGM holds ρ near 1–1.5. Right: the factor each
+# explains each batch eight times better than the image half. OGM holds ρ near 1–1.5. Right: the factor each
 # encoder's gradients were multiplied by. OGM shrinks the audio gradients to about a quarter or less on average;
 # because of the jump at ρ = 1, the per-step factor (faint) flips between 1 and ≤ 0.24. The applied inverse-norm
-# weights instead *amplify* the visual gradients (about ×1.5–3 on average), and ρ still climbs to ~4.
+# weights instead *amplify* the image gradients (about ×1.5–3 on average), and ρ still climbs to ~4.
 
 # %%
-from mmlab.balance import plot_rho_k
+from mmlab.lessons.imbalance import plot_rho_k
 
 plot_rho_k({m: runs[m, 0] for m in ("baseline", "ogm", "inverse_norm")}, title="Seed 0, SGD, α = 1")
 
 # %%
-from mmlab.balance import per_epoch
+from mmlab.lessons.imbalance import per_epoch
 
 rho_end = {m: np.mean([per_epoch(runs[m, s].rho, 30)[-1] for s in SEEDS]) for m in ("baseline", "ogm")}
 print("mean ρ over the last epoch:", {m: round(v, 2) for m, v in rho_end.items()})
 k_audio_ogm = np.mean([np.mean(runs["ogm", s].k["audio"]) for s in SEEDS])
-w_visual_inv = np.mean([np.mean(runs["inverse_norm", s].k["visual"]) for s in SEEDS])
+w_image_inv = np.mean([np.mean(runs["inverse_norm", s].k["image"]) for s in SEEDS])
 print(
-    f"mean factor on audio gradients under OGM: {k_audio_ogm:.2f} · on visual gradients under inverse-norm: {w_visual_inv:.2f}"
+    f"mean factor on audio gradients under OGM: {k_audio_ogm:.2f} · on image gradients under inverse-norm: {w_image_inv:.2f}"
 )
 assert rho_end["baseline"] > 3 and rho_end["ogm"] < 2.5 and rho_end["ogm"] < rho_end["baseline"] / 2
-assert k_audio_ogm < 0.5 and w_visual_inv > 1.2
+assert k_audio_ogm < 0.5 and w_image_inv > 1.2
 
 # %% [markdown]
 # ## 6. The optimizer trap: the same experiment with Adam
@@ -461,7 +460,7 @@ assert abs(adam_ratio - 1) < 0.01 and sgd_ratio < 0.5
 
 # %% [markdown]
 # The same invariance means Adam *also* rescues the starving encoder on its own: a fading gradient is divided by
-# its own fading running RMS, so the visual encoder keeps moving at roughly its learning rate. Run the lesson's
+# its own fading running RMS, so the image encoder keeps moving at roughly its learning rate. Run the lesson's
 # experiment with Adam (lr 1e-3, the rest unchanged):
 
 # %%
@@ -470,7 +469,7 @@ for method in ("alone", "baseline", "ogm"):
         runs["adam", method, seed] = imbalance_experiment(method, seed=seed, optimizer="adam")
 
 acc_adam = {m: np.array([runs["adam", m, s].test_acc for s in SEEDS]) for m in ("baseline", "ogm")}
-probe_adam = {m: np.array([runs["adam", m, s].visual_probe for s in SEEDS]) for m in ("alone", "baseline", "ogm")}
+probe_adam = {m: np.array([runs["adam", m, s].image_probe for s in SEEDS]) for m in ("alone", "baseline", "ogm")}
 gain = {"SGD": acc["ogm"] - acc["baseline"], "Adam": acc_adam["ogm"] - acc_adam["baseline"]}
 lazy = {
     "SGD": np.mean(probe_alone) - probe["baseline"].mean(),
@@ -504,21 +503,22 @@ assert acc_adam["baseline"].mean() > acc["baseline"].mean() + 0.05, "Adam alone 
 # another**, and that the published OGM results use SGD. Report the optimizer with every balancing result.
 #
 # ## 7. Explore: noise, α and the optimizer
-# The widget trains (or fetches from the cache) three models for seed 0 — the visual encoder alone, the joint
-# model, the joint model with OGM at your α — and shows ρ_t, k_t and what the visual encoder learned. Try α = 0
+# The widget trains (or fetches from the cache) three models for seed 0 — the image encoder alone, the joint
+# model, the joint model with OGM at your α — and shows ρ_t, k_t and what the image encoder learned. Try α = 0
 # (no modulation: the same run as the baseline), a cleaner image (σ = 0.1: is there still laziness?), a noisier
 # one, and Adam. A new setting takes a second or two.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from mmlab.balance import imbalance_widget_figure
+from mmlab.lessons.imbalance import imbalance_widget_figure
 
+WIDE = {"description_width": "initial"}  # room for every label
 _ = interact(
     imbalance_widget_figure,
-    alpha=FloatSlider(value=1.0, min=0.0, max=3.0, step=0.25, description="OGM α"),
-    image_noise=FloatSlider(value=0.3, min=0.0, max=0.6, step=0.1, description="image σ"),
-    optimizer=Dropdown(options=["sgd", "adam"], value="sgd", description="optimizer"),
-    seed=Dropdown(options=SEEDS, value=0, description="seed"),
+    alpha=FloatSlider(value=1.0, min=0.0, max=3.0, step=0.25, description="OGM α", style=WIDE),
+    image_noise=FloatSlider(value=0.3, min=0.0, max=0.6, step=0.1, description="image σ", style=WIDE),
+    optimizer=Dropdown(options=["sgd", "adam"], value="sgd", description="optimizer", style=WIDE),
+    seed=Dropdown(options=SEEDS, value=0, description="seed", style=WIDE),
     epochs=fixed(30),
 )
 
@@ -547,7 +547,7 @@ _ = interact(
 # alone (`w = (1, 0)`).
 
 # %%
-from mmlab.balance import load_multitask_data, train_multitask
+from mmlab.lessons.imbalance import load_multitask_data, train_multitask
 
 mt_data = load_multitask_data(image_noise=0.0)
 MT = {

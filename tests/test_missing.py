@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from mmlab import seed_everything
@@ -18,7 +17,6 @@ from mmlab.missing import (
     fill_missing,
     mean_fill,
     missing_rate_curve,
-    missing_rates_figure,
     pattern_probabilities,
     reconstruction_loss,
     robustness_auc,
@@ -27,6 +25,7 @@ from mmlab.missing import (
     zero_fill,
 )
 from mmlab.models import MLPEncoder
+from mmlab.train import History
 
 # ------------------------------------------------------------------------------------------------ presence masks
 
@@ -144,8 +143,11 @@ def test_missing_token_fills_with_its_learned_vector():
     assert torch.equal(out[0][[0, 2, 3]], z[0][[0, 2, 3]])
     with pytest.raises(ValueError, match="features must hold 2 tensors"):
         tok(z[:1], present)
-    with pytest.raises(ValueError, match="dims must be positive"):
+    with pytest.raises(ValueError, match="input_dims must be positive"):
         MissingToken([3, 0])
+    with pytest.raises(TypeError, match="input_dims must be a sequence"):
+        MissingToken(3)
+    assert tok.input_dims == [3, 2]
 
 
 def test_modality_dropout_drops_at_its_rates_in_training_only():
@@ -204,6 +206,15 @@ def test_reconstructor_learns_a_cross_modal_mapping_and_keeps_present_embeddings
     assert torch.equal(out[0], a), "present embeddings pass through unchanged"
     with pytest.raises(ValueError, match=r"features\[1\] must have shape \(B, 4\)"):
         rec([a, torch.randn(512, 5)], present)
+    with pytest.raises(ValueError, match="input_dims must be positive"):
+        CrossModalReconstructor([6, -1])
+
+
+def test_reconstructor_layers_are_the_documented_autoencoder():
+    rec = CrossModalReconstructor([6, 4], hidden=16, bottleneck=8)
+    kinds = [type(x) for x in rec.encoder] + [type(x) for x in rec.decoder]
+    assert kinds == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
+    assert rec.encoder[0].in_features == 6 + 4 + 2 and rec.decoder[-1].out_features == 10
 
 
 # ---------------------------------------------------------------------------------------------------- the model
@@ -237,7 +248,10 @@ def test_mean_fill_uses_the_training_mean_embedding():
     xa, xb = torch.randn(10, 5), torch.randn(10, 3)
     with pytest.raises(RuntimeError, match="set_fill_mean"):
         model(xa, xb)
+    model.train()
     model.set_fill_mean(xa, xb, batch_size=3)
+    assert model.training, "set_fill_mean restores the previous mode"
+    model.eval()
     expected = torch.cat(model.embed(xa, xb), 1).mean(0)
     assert torch.allclose(model.fill_mean, expected, atol=1e-6)
     present = torch.tensor([[False, True]] * 10)
@@ -247,6 +261,7 @@ def test_mean_fill_uses_the_training_mean_embedding():
 
 def test_classifier_errors():
     model = _model()
+    assert model.embedding_dims == [8, 8] and model.modalities == ["a", "b"]
     x = (torch.randn(4, 5), torch.randn(4, 3))
     with pytest.raises(ValueError, match="expected 2 inputs"):
         model(x[0])
@@ -286,8 +301,11 @@ def test_train_classifier_learns_and_reports_reconstruction():
     (xa, xb), y = _toy()
     model = _model("reconstruct", train_rates=[0.3, 0.3])
     hist = train_classifier(model, [xa, xb], y, epochs=15, lr=1e-2, seed=0, device="cpu", progress=False)
-    assert hist["loss"][-1] < 0.5 * hist["loss"][0]
+    assert isinstance(hist, History) and hist.epochs == 15 and hist.steps == 0
+    assert hist["ce"][-1] < 0.5 * hist["ce"][0]
     assert all(r > 0 for r in hist["recon"])
+    assert np.allclose(hist["train_loss"], np.add(hist["ce"], hist["recon"]))
+    assert not model.training, "the model is left in eval mode"
     acc = accuracy_by_pattern(model, [xa, xb], y)
     assert set(acc) == {(True, True), (True, False), (False, True)}
     assert acc[(True, True)] > 0.8
@@ -298,6 +316,50 @@ def test_train_classifier_learns_and_reports_reconstruction():
         train_classifier(plain, [xa, xb[:10]], y, epochs=1, progress=False)
     with pytest.raises(ValueError, match="epochs must be a positive int"):
         train_classifier(plain, [xa, xb], y, epochs=0, progress=False)
+    with pytest.raises(ValueError, match="inputs must hold 2 tensors"):
+        train_classifier(plain, [xa], y, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="model must be a MissingModalityClassifier"):
+        train_classifier(nn.Linear(5, 4), [xa], y, epochs=1, progress=False)
+
+
+def _hand_written_loop(model, inputs, labels, epochs, lr, batch_size, recon_weight, seed):
+    """The loop train_classifier replaced: Adam, a seeded randperm per epoch, CE (+ reconstruction)."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    ce_log, recon_log = [], []
+    model.train()
+    for _ in range(epochs):
+        ce_sum = recon_sum = 0.0
+        for idx in torch.randperm(len(labels), generator=gen).split(batch_size):
+            logits, feats, completed, present = model.forward_details(*(x[idx] for x in inputs))
+            ce = nn.functional.cross_entropy(logits, labels[idx])
+            recon = reconstruction_loss(completed, feats, present) if model.fill == "reconstruct" else None
+            total = ce if recon is None else ce + recon_weight * recon
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            ce_sum += ce.item() * len(idx)
+            recon_sum += 0.0 if recon is None else recon.item() * len(idx)
+        ce_log.append(ce_sum / len(labels))
+        recon_log.append(recon_sum / len(labels))
+    return ce_log, recon_log
+
+
+@pytest.mark.parametrize("fill", ["zero", "token", "reconstruct"])
+def test_train_classifier_reproduces_the_hand_written_loop_exactly(fill):
+    """fit + make_loader(shuffle=True, seed) give the same batches, masks and weights as the old loop."""
+    (xa, xb), y = _toy(300)
+    ref = _model(fill, train_rates=[0.4, 0.4])
+    torch.manual_seed(5)
+    ce_ref, recon_ref = _hand_written_loop(ref, [xa, xb], y, 3, 3e-3, 64, 0.5, seed=2)
+    model = _model(fill, train_rates=[0.4, 0.4])
+    torch.manual_seed(5)
+    hist = train_classifier(
+        model, [xa, xb], y, epochs=3, batch_size=64, recon_weight=0.5, seed=2, device="cpu", progress=False
+    )
+    assert hist["ce"] == ce_ref and hist["recon"] == recon_ref
+    for (name, a), b in zip(ref.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 # -------------------------------------------------------------------------------------------------- evaluation
@@ -328,27 +390,6 @@ def test_robustness_auc():
         robustness_auc([0.0, 0.5, 0.4], [1, 1, 1])
     with pytest.raises(ValueError, match="same length"):
         robustness_auc([0.0, 1.0], [1.0])
-
-
-def test_missing_rates_figure_widget_function():
-    accs = {
-        "robust": [{(True, True): 0.9, (True, False): 0.85, (False, True): 0.7}] * 2,
-        "fragile": [
-            {(True, True): 0.92, (True, False): 0.3, (False, True): 0.6},
-            {(True, True): 0.90, (True, False): 0.4, (False, True): 0.6},
-        ],
-    }
-    fig = missing_rates_figure(accs, [0.0, 0.0], ["image", "audio"])
-    assert isinstance(fig, Figure)
-    ax = fig.axes[0]
-    assert ax.get_title() and ax.get_xlabel()
-    widths0 = [p.get_width() for p in ax.patches]
-    widths1 = [p.get_width() for p in missing_rates_figure(accs, [0.0, 0.8], ["image", "audio"]).axes[0].patches]
-    assert np.allclose(widths0, [0.9, 0.91])
-    assert np.allclose(widths1, [0.2 * 0.9 + 0.8 * 0.85, 0.2 * 0.91 + 0.8 * 0.35])
-    assert "nothing to classify" in missing_rates_figure(accs, [1.0, 1.0], ["image", "audio"]).axes[0].get_title()
-    with pytest.raises(ValueError, match="one rate per modality"):
-        missing_rates_figure(accs, [0.5], ["image", "audio"])
 
 
 @pytest.mark.gpu

@@ -182,10 +182,10 @@ def test_compute_loss_and_hooks():
         xb, yb = batch
         logits = model(xb)
         ce = F.cross_entropy(logits, yb)
-        return {"loss": 2 * ce, "ce": ce, "logits": logits.detach().mean()}
+        return {"loss": 2 * ce, "ce": ce, "logits": logits.detach().mean(), "_features": logits}
 
     def after_backward(model, batch, result):
-        assert set(result) == {"loss", "ce", "logits"}
+        assert set(result) == {"loss", "ce", "logits", "_features"} and result["_features"].shape == (16, 2)
         assert all(p.grad is not None for p in model.parameters())
         calls["after_backward"] += 1
 
@@ -207,5 +207,6 @@ def test_compute_loss_and_hooks():
     assert hist["epoch_plus_one"] == [1.0, 2.0]
     assert hist["train_loss"][0] == pytest.approx(2 * hist["ce"][0], rel=1e-5)
     assert "train_acc" not in hist  # no class outputs on the compute_loss path
+    assert "_features" not in hist, "underscore entries ride along to the hooks, unlogged"
     with pytest.raises(KeyError, match="'loss' key"):
         fit(_model(), make_loader(x, y), epochs=1, compute_loss=lambda m, b: {"ce": 1.0}, progress=False)
