@@ -9,8 +9,12 @@
 * :func:`info_nce`, :class:`FrameEncoder`, :class:`AlignmentSpace` — a shared frame/token space learned with a
   contrastive objective (InfoNCE, van den Oord et al. 2018), in which frames of different modalities become
   comparable.
-* :class:`AttentionAligner`, :func:`predict_tokens`, :func:`alignment_accuracy` — the lesson's aligners and
-  its metric; :func:`alignment_figure` and :func:`grounding_figure` — its plots and widget.
+* :func:`index_pairing`, :func:`proportional_pairing`, :func:`path_to_pairing`, :class:`AttentionAligner` — ways
+  to pair each frame of one stream with a frame of the other; :func:`predict_tokens` pairs by any of
+  :data:`ALIGN_METHODS`; :func:`alignment_accuracy` scores a pairing against the true tokens.
+* :class:`GroundingAttention` — the same attention block over image patches: a word points at a place.
+
+Lesson 1's figures, widget and experiment over seeds live in :mod:`mmlab.lessons.alignment`.
 """
 
 from __future__ import annotations
@@ -18,10 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
 
 from .checks import check_choice, check_tensor
@@ -43,12 +45,9 @@ __all__ = [
     "relative_position_features",
     "AttentionAligner",
     "segment_attention_loss",
-    "METHODS",
+    "ALIGN_METHODS",
     "predict_tokens",
     "GroundingAttention",
-    "episode_figure",
-    "alignment_figure",
-    "grounding_figure",
 ]
 
 _BIG = 1e10  # stands for +inf inside the DP: finite, so that gradients never meet inf - inf
@@ -145,7 +144,7 @@ def pairwise_cost(x: torch.Tensor, y: torch.Tensor, metric: str = "sqeuclidean")
     return sq if metric == "sqeuclidean" else sq.sqrt()
 
 
-def _lengths(name: str, mask: torch.Tensor | None, b: int, n: int, device) -> torch.Tensor:
+def _lengths(name: str, mask: torch.Tensor | None, b: int, n: int, device: torch.device) -> torch.Tensor:
     if mask is None:
         return torch.full((b,), n, dtype=torch.long, device=device)
     check_tensor(name, mask, (b, n), dtype="bool")
@@ -158,7 +157,9 @@ def _lengths(name: str, mask: torch.Tensor | None, b: int, n: int, device) -> to
     return lengths.to(device)
 
 
-def _prepare(cost: torch.Tensor, row_mask, col_mask):
+def _prepare(
+    cost: torch.Tensor, row_mask: torch.Tensor | None, col_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     if cost.dim() not in (2, 3):
         raise ValueError(f"cost must have shape (N, M) or (B, N, M), got {tuple(cost.shape)}")
     check_tensor("cost", cost, None, dtype="float")
@@ -432,13 +433,16 @@ class AlignmentSpace(nn.Module):
         self.word_embedding = nn.Embedding(10, dim)
 
     def speech(self, frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit embeddings (B, T, dim) of speech frames (B, T, n_mels), time first; ``mask`` (B, T)."""
         return self.speech_encoder(frames, mask)
 
     def video(self, frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit embeddings (B, T, dim) of video frames (B, T, 1, 8, 8) (or any ``image_pixels`` per frame)."""
         return self.video_encoder(frames, mask)
 
     @property
     def words(self) -> torch.Tensor:
+        """The ten digit words' unit embeddings ``e_w``: (10, dim)."""
         return F.normalize(self.word_embedding.weight, dim=-1)
 
     def word_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -518,7 +522,7 @@ def segment_attention_loss(
     return -(mass[query_mask] + eps).log().mean()
 
 
-METHODS = ("index", "proportional", "dtw_cosine", "dtw", "attention")
+ALIGN_METHODS = ("index", "proportional", "dtw_cosine", "dtw", "attention")
 
 
 @torch.no_grad()
@@ -529,10 +533,10 @@ def predict_tokens(
     aligner: AttentionAligner | None = None,
 ) -> torch.Tensor:
     """The transcript token each speech frame is aligned to, (B, Ta) (-1 at padding): each speech frame is
-    paired with a video frame and takes that frame's token. Pairing by one of :data:`METHODS`: by index, by
+    paired with a video frame and takes that frame's token. Pairing by one of :data:`ALIGN_METHODS`: by index, by
     relative position, by DTW on the shared space's ``1 − cos`` cost (``"dtw_cosine"``) or on its same-word cost
     (``"dtw"``), or by the aligner's attention arg-max."""
-    check_choice("method", method, METHODS)
+    check_choice("method", method, ALIGN_METHODS)
     smask, vmask = batch["speech_mask"], batch["video_mask"]
     if method == "index":
         pairing = index_pairing(smask, vmask)
@@ -554,11 +558,7 @@ def predict_tokens(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Figures
-
-
-def _token_boundaries(tokens: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.diff(tokens)) + 0.5
+# Grounding a word in an image
 
 
 class GroundingAttention(nn.Module):
@@ -584,136 +584,3 @@ class GroundingAttention(nn.Module):
         check_tensor("query", query, (patches.shape[0],), dtype="int")
         _, weights = self.attention(self.word(query)[:, None], patches.flatten(2))
         return weights[:, 0, 0]
-
-
-def episode_figure(episodes: list, titles: list[str] | None = None) -> Figure:
-    """Each episode on one time axis: its speech (log-mel) above its video (a film strip of the 8×8 frames), with
-    the true token boundaries of each stream drawn as lines. When the lines of the two panels meet, the streams
-    are in step."""
-    from .data import DIGIT_WORDS
-    from .viz import new_figure
-
-    n = len(episodes)
-    titles = titles or [e.transcript for e in episodes]
-    fig, axes = new_figure(2 * n, 1, size=(10, 2.1 * n + 0.6), squeeze=False, height_ratios=[1.6, 1] * n)
-    for i, ep in enumerate(episodes):
-        dt = ep.frame_ms / 1000
-        a_sp, a_v = axes[2 * i, 0], axes[2 * i + 1, 0]
-        sp = ep.speech.T.numpy()
-        a_sp.imshow(sp, origin="lower", aspect="auto", cmap="magma", extent=(0, len(ep.speech) * dt, 0, sp.shape[0]))
-        strip = ep.video[:, 0].permute(1, 0, 2).reshape(8, -1).clamp(0, 1).numpy()
-        a_v.imshow(strip, cmap="gray_r", aspect="auto", extent=(0, len(ep.video) * dt, 8, 0))
-        for ax, tokens in ((a_sp, ep.speech_token.numpy()), (a_v, ep.video_token.numpy())):
-            for b in _token_boundaries(tokens):
-                ax.axvline(b * dt + dt / 2, color="tab:cyan", lw=1.2)
-            for k in range(len(ep.digits)):
-                start = np.flatnonzero(tokens == k)[0]
-                ax.text(
-                    start * dt + 0.01,
-                    0.93,
-                    DIGIT_WORDS[int(ep.digits[k])],
-                    ha="left",
-                    va="top",
-                    fontsize=8,
-                    transform=ax.get_xaxis_transform(),
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                )
-        end = max(len(ep.speech), len(ep.video)) * dt
-        a_sp.set(xlim=(0, end), ylabel="mel band", title=titles[i])
-        a_v.set(xlim=(0, end), yticks=[], ylabel="video", xlabel="time (s)")
-    fig.suptitle("speech (top) and video (bottom) of each episode; lines: true token boundaries")
-    return fig
-
-
-def alignment_figure(
-    space: AlignmentSpace,
-    aligner: AttentionAligner,
-    warp: float = 0.5,
-    noise: float = 0.0,
-    episode: int = 0,
-    split: str = "test",
-) -> Figure:
-    """Lesson 1's widget: one test episode at a given warp and noise; left, the shared space's same-word cost
-    matrix (speech frames × video frames) with the DTW path and the proportional pairing; right, the aligner's
-    attention map with its arg-max; each titled with its alignment accuracy. Dotted lines: true token
-    boundaries. ``noise`` is both the pixel-noise std of the video and the audio noise relative to the speech RMS.
-    """
-    from .data import collate_episodes, make_alignment_episode
-    from .viz import new_figure
-
-    ep = make_alignment_episode(split, warp=warp, image_noise=noise, audio_noise=noise, seed=2024, index=episode)
-    device = next(space.parameters()).device
-    batch = {k: v.to(device) for k, v in collate_episodes([ep]).items()}
-    modes = space.training, aligner.training
-    space.eval(), aligner.eval()
-    with torch.no_grad():
-        cost = space.cost(batch)
-        za = space.speech(batch["speech"], batch["speech_mask"])
-        zv = space.video(batch["video"], batch["video_mask"])
-        weights = aligner(za, batch["speech_mask"], zv, batch["video_mask"])
-    space.train(modes[0]), aligner.train(modes[1])
-    _, path = dtw(cost[0])
-    voiced, truth = batch["speech_voiced"], batch["speech_token"]
-    acc = {
-        m: alignment_accuracy(predict_tokens(m, batch, space, aligner), truth, voiced)
-        for m in ("proportional", "dtw", "attention")
-    }
-    st, vt = ep.speech_token.numpy(), ep.video_token.numpy()
-    fig, axes = new_figure(1, 2, size=(11, 4.4))
-    panels = (
-        (cost[0], f"DTW on −log p(same word): {100 * acc['dtw']:.0f}% right", "viridis", "cost (nats)"),
-        (weights[0], f"cross-modal attention: {100 * acc['attention']:.0f}% right", "magma", "attention weight"),
-    )
-    for ax, (mat, title, cmap, label) in zip(axes, panels):
-        im = ax.imshow(mat.float().cpu().numpy(), aspect="auto", origin="lower", cmap=cmap, interpolation="nearest")
-        fig.colorbar(im, ax=ax, label=label)
-        for b in _token_boundaries(vt):
-            ax.axvline(b, color="w", lw=0.7, ls=":")
-        for b in _token_boundaries(st):
-            ax.axhline(b, color="w", lw=0.7, ls=":")
-        ax.set(
-            xlabel=f"video frame ({ep.frame_ms} ms each)", ylabel=f"speech frame ({ep.frame_ms} ms each)", title=title
-        )
-    rows, cols = path.cpu().nonzero(as_tuple=True)
-    axes[0].plot(cols.numpy(), rows.numpy(), color="tab:red", lw=1.6, label="DTW path")
-    ones_s, ones_v = torch.ones(1, len(st), dtype=torch.bool), torch.ones(1, len(vt), dtype=torch.bool)
-    prop = proportional_pairing(ones_s, ones_v)[0].numpy()
-    axes[0].plot(prop, np.arange(len(st)), color="w", lw=1.2, ls="--", label="proportional pairing")
-    axes[1].plot(weights[0].argmax(-1).cpu().numpy(), np.arange(len(st)), ".", color="tab:cyan", ms=3, label="arg-max")
-    for ax in axes:
-        ax.legend(loc="upper left", fontsize=7)
-    fig.suptitle(
-        f"“{ep.transcript}” · warp {warp:.2f} · noise {noise:.2f} · proportional pairing "
-        f"{100 * acc['proportional']:.0f}% right",
-        fontsize=10,
-    )
-    return fig
-
-
-def grounding_figure(
-    canvas: torch.Tensor, weights: torch.Tensor, texts: list[str], grid: int, target_cell: torch.Tensor | None = None
-) -> Figure:
-    """Attention over image patches as heat maps on the canvases: ``canvas`` (N, 1, H, W), ``weights``
-    (N, grid²) (one query each), ``texts`` the N queries; a green square marks the true cell when given."""
-    from matplotlib.patches import Rectangle
-
-    from .viz import new_figure
-
-    n = canvas.shape[0]
-    check_tensor("weights", weights, (n, grid * grid), dtype="float")
-    if len(texts) != n:
-        raise ValueError(f"texts must have {n} entries, got {len(texts)}")
-    fig, axes = new_figure(1, n, size=(2.3 * n, 2.8), squeeze=False)
-    size = canvas.shape[-1]
-    cell = size / grid
-    for i, ax in enumerate(axes[0]):
-        ax.imshow(canvas[i, 0].clamp(0, 1).cpu().numpy(), cmap="gray_r", extent=(0, size, size, 0))
-        heat = weights[i].detach().float().cpu().reshape(grid, grid).numpy()
-        ax.imshow(heat, cmap="Reds", alpha=0.55, extent=(0, size, size, 0), vmin=0, vmax=max(float(heat.max()), 1e-6))
-        if target_cell is not None:
-            r, c = divmod(int(target_cell[i]), grid)
-            ax.add_patch(Rectangle((c * cell, r * cell), cell, cell, fill=False, ec="tab:green", lw=2))
-        ax.set_title(f"“{texts[i]}”", fontsize=9)
-        ax.set(xlabel="x (px)", ylabel="y (px)" if i == 0 else None)
-    fig.suptitle("attention of the query over 8×8 patches (red); true place (green)")
-    return fig

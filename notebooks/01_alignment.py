@@ -71,32 +71,38 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ipywidgets import FloatSlider, IntSlider, fixed, interact
+from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed, interact
 from torch import nn
 
 from mmlab import get_device, seed_everything
 from mmlab.align import (
-    METHODS,
+    ALIGN_METHODS,
     AlignmentSpace,
     AttentionAligner,
     CrossModalAttention,
     GroundingAttention,
-    alignment_accuracy,
-    alignment_figure,
     dtw,
-    episode_figure,
-    grounding_figure,
     info_nce,
     pairwise_cost,
-    predict_tokens,
     segment_attention_loss,
     soft_alignment,
     soft_dtw,
     soft_dtw_divergence,
 )
 from mmlab.data import collate_episodes, make_alignment_episode, make_alignment_episodes, make_grounding_canvases
-from mmlab.train import fit, make_loader, to_device
-from mmlab.viz import new_figure, plot_curves, plot_history, show_images
+from mmlab.lessons.alignment import (
+    ALIGN_METHOD_LABELS,
+    alignment_curves_figure,
+    alignment_experiment,
+    alignment_figure,
+    alignment_score,
+    alignment_test_sets,
+    chance_accuracy,
+    episode_figure,
+    grounding_figure,
+)
+from mmlab.train import fit, make_loader, predict, to_device
+from mmlab.viz import new_figure, plot_history, show_images
 
 device = get_device()
 print("device:", device)
@@ -271,32 +277,20 @@ assert torch.allclose(weights.sum(-1), torch.ones(B, 4, 12))
 # **Two naive pairings.** *By index*: speech frame *t* goes with video frame *t* (what `cat` on equal-length
 # sequences assumes). *Proportional*: resample one stream to the length of the other, so speech frame *t* goes
 # with video frame ⌊(t + ½)·T_video / T_speech⌋. Both are perfect at warp 0 by construction. We use 40 test
-# episodes per warp and per seed, the same for every method below.
+# episodes per warp and per seed (`alignment_test_sets`: episodes of the held-out voices, stream 1000 + seed), the
+# same for every method below. `alignment_score(method, batch, ...)` pairs every speech frame by the method
+# (`mmlab.align.predict_tokens`) and returns the share of spoken frames paired right
+# (`mmlab.align.alignment_accuracy`).
 
 # %%
 warps = [0.0, 0.25, 0.5, 0.75, 1.0]
 seeds = [0, 1, 2]
-test_sets = {
-    (w, s): collate_episodes(make_alignment_episodes(40, "test", warp=w, seed=1000 + s)) for w in warps for s in seeds
+test_sets = alignment_test_sets(warps, seeds, n=40)
+naive = {
+    m: np.array([[alignment_score(m, test_sets[w, s]) for w in warps] for s in seeds])
+    for m in ("index", "proportional")
 }
-
-
-def score(method, batch, space=None, aligner=None):
-    """Alignment accuracy of one method on one batch of episodes: share of spoken frames paired right."""
-    batch = to_device(batch, device)
-    return alignment_accuracy(
-        predict_tokens(method, batch, space, aligner), batch["speech_token"], batch["speech_voiced"]
-    )
-
-
-def chance(batch):
-    """Accuracy of a random token per frame: the mean of 1/K over spoken frames."""
-    k = batch["token_mask"].sum(1, keepdim=True).float().expand_as(batch["speech_voiced"])
-    return (1 / k)[batch["speech_voiced"]].mean().item()
-
-
-naive = {m: np.array([[score(m, test_sets[w, s]) for w in warps] for s in seeds]) for m in ("index", "proportional")}
-chance_level = np.mean([chance(b) for b in test_sets.values()])
+chance_level = np.mean([chance_accuracy(b) for b in test_sets.values()])  # the mean of 1/K over spoken frames
 print("warp          " + "  ".join(f"{w:5.2f}" for w in warps))
 for m, acc in naive.items():
     print(f"{m:13s} " + "  ".join(f"{a:5.2f}" for a in acc.mean(0)))
@@ -424,8 +418,8 @@ assert abs(dtw_with_loops(C.numpy()) - value.item()) < 1e-5
 # %%
 b = test_sets[1.0, seeds[0]]
 print(
-    f"warp 1, seed {seeds[0]}: pair proportionally {score('proportional', b):.3f} · DTW on 1 − cos "
-    f"{score('dtw_cosine', b, space0):.3f} · DTW on −log p(same word) {score('dtw', b, space0):.3f}"
+    f"warp 1, seed {seeds[0]}: pair proportionally {alignment_score('proportional', b):.3f} · DTW on 1 − cos "
+    f"{alignment_score('dtw_cosine', b, space0):.3f} · DTW on −log p(same word) {alignment_score('dtw', b, space0):.3f}"
 )
 
 # %% [markdown]
@@ -555,51 +549,34 @@ def train_aligner(space, train, seed, epochs=20):
 
 
 aligner0 = train_aligner(space0, train0, seed=seeds[0])
-print(f"warp 1, seed {seeds[0]}: attention {score('attention', test_sets[1.0, seeds[0]], space0, aligner0):.3f}")
+print(
+    f"warp 1, seed {seeds[0]}: attention {alignment_score('attention', test_sets[1.0, seeds[0]], space0, aligner0):.3f}"
+)
 
 # %% [markdown]
 # ## 9. The evidence: every method, every warp, three seeds
 # For each seed we train a fresh space and aligner (different initialisation, training episodes and test
-# episodes) and score every method at five warps on the same 40 test episodes.
+# episodes) and score every method at five warps on the same 40 test episodes. `alignment_experiment` runs
+# that loop: `train(seed)` gives a seed's space and aligner (seed 0's are already trained), and every method of
+# `ALIGN_METHODS` is scored at every warp; the result is one (seeds × warps) array of accuracies per method.
 
 
 # %%
-def evaluate_all(space, aligner, seed):
-    return {m: [score(m, test_sets[w, seed], space, aligner) for w in warps] for m in METHODS}
+def train_both(seed):
+    """A fresh shared space and attention aligner for one seed."""
+    space, _, train = train_space(seed)
+    return space, train_aligner(space, train, seed)
 
 
-results = {seeds[0]: evaluate_all(space0, aligner0, seeds[0])}
-for seed in seeds[1:]:
-    space_s, _, train_s = train_space(seed)
-    results[seed] = evaluate_all(space_s, train_aligner(space_s, train_s, seed), seed)
-acc = {m: np.array([results[s][m] for s in seeds]) for m in METHODS}  # (seeds, warps)
-
-labels = {
-    "index": "pair by index",
-    "proportional": "pair proportionally",
-    "dtw_cosine": "DTW, cost 1 − cos",
-    "dtw": "DTW, cost −log p(same word)",
-    "attention": "cross-modal attention",
-}
-fig = plot_curves(
-    warps,
-    {labels[m]: acc[m].mean(0) for m in METHODS},
-    errors={labels[m]: acc[m].std(0) for m in METHODS},
-    xlabel="warp strength (0 = streams in step)",
-    ylabel="alignment accuracy (share of spoken frames)",
-    title=f"Aligning speech to video: mean ± std over {len(seeds)} seeds",
-    hline={"chance (a random token)": chance_level},
-)
-fig.axes[0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.08))
-fig
+acc = alignment_experiment(train_both, test_sets, seeds, warps, trained={seeds[0]: (space0, aligner0)})
+alignment_curves_figure(acc, warps, chance=chance_level)
 
 # %%
 print(f"{'method':30s}" + "".join(f"warp {w:<5}" for w in warps))
-for m in METHODS:
-    print(
-        f"{labels[m]:30s}" + "".join(f"{100 * a:4.0f}±{100 * e:<4.0f} " for a, e in zip(acc[m].mean(0), acc[m].std(0)))
-    )
-print("\nper seed at warp 1:", {m: np.round(acc[m][:, -1], 3).tolist() for m in METHODS})
+for m in ALIGN_METHODS:
+    mean, std = acc[m].mean(0), acc[m].std(0, ddof=1)
+    print(f"{ALIGN_METHOD_LABELS[m]:30s}" + "".join(f"{100 * a:4.0f}±{100 * e:<4.0f} " for a, e in zip(mean, std)))
+print("\nper seed at warp 1:", {m: np.round(acc[m][:, -1], 3).tolist() for m in ALIGN_METHODS})
 
 # %% [markdown]
 # **What the seeds show** (asserted below with margins, so this notebook fails if it stops being true):
@@ -633,14 +610,15 @@ assert (acc["attention"][:, -1] < acc["dtw"][:, -1]).all() and (acc["attention"]
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+style = {"description_width": "initial"}  # room for each control's full label
 interact(
     alignment_figure,
     space=fixed(space0),
     aligner=fixed(aligner0),
-    warp=FloatSlider(value=0.6, min=0.0, max=1.0, step=0.1, description="warp"),
-    noise=FloatSlider(value=0.0, min=0.0, max=1.0, step=0.1, description="noise"),
-    episode=IntSlider(value=0, min=0, max=30, description="episode"),
-    split=["test", "train"],
+    warp=FloatSlider(value=0.6, min=0.0, max=1.0, step=0.1, description="warp", style=style),
+    noise=FloatSlider(value=0.0, min=0.0, max=1.0, step=0.1, description="noise", style=style),
+    episode=IntSlider(value=0, min=0, max=30, description="episode", style=style),
+    split=Dropdown(options=["test", "train"], value="test", description="split", style=style),
 )
 # %% [markdown]
 # ## 11. Spatial grounding: a word that points at a place
@@ -685,15 +663,17 @@ def train_grounding(seed, n=1000, epochs=10):
 
 
 def attention_map(model, canvases, query):
-    with torch.no_grad():
-        return model(canvases.patches().to(device), query.to(device)).cpu()
+    """The model's attention weights over the 16 patches for each canvas and query word: (N, 16), on the CPU."""
+    return predict(model, [canvases.patches(), query])
 
 
 models = {s: train_grounding(s) for s in seeds}
 maps = {s: attention_map(models[s], test_canvases, test_canvases.query) for s in seeds}
 loc = np.array([(maps[s].argmax(-1) == test_canvases.target_cell).float().mean().item() for s in seeds])
 most_ink = (test_canvases.patches().flatten(2).sum(-1).argmax(-1) == test_canvases.target_cell).float().mean().item()
-print(f"localisation accuracy: {100 * loc.mean():.1f} ± {100 * loc.std():.1f}% (seeds {np.round(loc, 3).tolist()})")
+print(
+    f"localisation accuracy: {100 * loc.mean():.1f} ± {100 * loc.std(ddof=1):.1f}% (seeds {np.round(loc, 3).tolist()})"
+)
 print(
     f"baselines: a random patch {100 / 16:.1f}%, a random one of the 3 digits {100 / 3:.1f}%, "
     f"the patch with the most ink {100 * most_ink:.1f}%"
@@ -748,12 +728,13 @@ print("data:     speech ↔ video of AV-Digits strings, 40 test episodes per see
 print(f"          images), {n_frames} spoken frames in total; trained on 200 episodes of the training voices")
 print("metric:   share of spoken frames paired with a video frame of the same transcript token")
 print(
-    f"baseline: pair proportionally {100 * acc['proportional'][:, -1].mean():.0f} ± {100 * acc['proportional'][:, -1].std():.0f}%"
-    f" (chance {100 * chance_level:.0f}%)"
+    f"baseline: pair proportionally {100 * acc['proportional'][:, -1].mean():.0f} ± "
+    f"{100 * acc['proportional'][:, -1].std(ddof=1):.0f}% (chance {100 * chance_level:.0f}%)"
 )
 print(
-    f"method:   DTW on the shared space {100 * acc['dtw'][:, -1].mean():.0f} ± {100 * acc['dtw'][:, -1].std():.0f}%,"
-    f" attention {100 * acc['attention'][:, -1].mean():.0f} ± {100 * acc['attention'][:, -1].std():.0f}%"
+    f"method:   DTW on the shared space {100 * acc['dtw'][:, -1].mean():.0f} ± "
+    f"{100 * acc['dtw'][:, -1].std(ddof=1):.0f}%, attention {100 * acc['attention'][:, -1].mean():.0f} ± "
+    f"{100 * acc['attention'][:, -1].std(ddof=1):.0f}%"
 )
 print(f"seeds:    {seeds} (space, aligner and test episodes all change with the seed)")
 

@@ -1,27 +1,23 @@
-"""mmlab.align: cross-modal attention, DTW / soft-DTW, the alignment metric, the shared space, the figures."""
+"""mmlab.align: cross-modal attention, DTW / soft-DTW, the pairings and the metric, the shared space, grounding.
+
+Lesson 1's figures and experiment are tested in test_lesson_alignment.py."""
 
 import math
-import time
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from mmlab.align import (
-    METHODS,
+    ALIGN_METHODS,
     AlignmentSpace,
     AttentionAligner,
     CrossModalAttention,
     FrameEncoder,
     GroundingAttention,
     alignment_accuracy,
-    alignment_figure,
     dtw,
-    episode_figure,
-    grounding_figure,
     index_pairing,
     info_nce,
     pairwise_cost,
@@ -34,7 +30,7 @@ from mmlab.align import (
     soft_dtw,
     soft_dtw_divergence,
 )
-from mmlab.data import collate_episodes, make_alignment_episode, make_alignment_episodes, make_grounding_canvases
+from mmlab.data import collate_episodes, make_alignment_episodes, make_grounding_canvases
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -361,7 +357,7 @@ def test_predict_tokens(small_batch):
         assert alignment_accuracy(pred[:1], b["speech_token"][:1]) == 1.0
     torch.manual_seed(0)
     space, aligner = AlignmentSpace(dim=16).eval(), AttentionAligner(space_dim=16).eval()
-    for m in METHODS:
+    for m in ALIGN_METHODS:
         pred = predict_tokens(m, b, space, aligner)
         assert (pred[~b["speech_mask"]] == -1).all() and (pred[b["speech_mask"]] >= 0).all()
         assert (pred <= b["token_mask"].sum(1, keepdim=True) - 1).all()
@@ -396,43 +392,6 @@ def test_grounding_attention():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Figures and the widget
-
-
-def _pixels(fig: Figure) -> np.ndarray:
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba()).copy()
-
-
-def test_alignment_widget_is_fast_and_reacts_to_warp():
-    torch.manual_seed(0)
-    space, aligner = AlignmentSpace().eval(), AttentionAligner().eval()
-    alignment_figure(space, aligner, warp=0.5)  # warm-up
-    start = time.perf_counter()
-    fig0 = alignment_figure(space, aligner, warp=0.0, noise=0.2, episode=2)
-    elapsed = time.perf_counter() - start
-    fig1 = alignment_figure(space, aligner, warp=1.0, noise=0.2, episode=2)
-    assert isinstance(fig0, Figure) and fig0.axes[0].get_title() and fig0.axes[0].get_xlabel()
-    a, b = _pixels(fig0), _pixels(fig1)
-    assert a.shape != b.shape or not np.array_equal(a, b)
-    assert elapsed < 3.0
-    with pytest.raises(ValueError, match="warp"):
-        alignment_figure(space, aligner, warp=2.0)
-
-
-def test_episode_and_grounding_figures():
-    eps = [make_alignment_episode("val", warp=w, index=1) for w in (0.0, 1.0)]
-    fig = episode_figure(eps)
-    assert isinstance(fig, Figure) and len(fig.axes) == 4 and fig.axes[-1].get_xlabel() == "time (s)"
-    g = make_grounding_canvases(3, "val", seed=2)
-    fig = grounding_figure(g.canvas, torch.full((3, 16), 1 / 16), g.text, grid=4, target_cell=g.target_cell)
-    assert isinstance(fig, Figure) and len(fig.axes) == 3
-    with pytest.raises(ValueError, match="weights"):
-        grounding_figure(g.canvas, torch.ones(3, 9), g.text, grid=4)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # CUDA (runs only where there is a GPU)
 
 
@@ -453,9 +412,9 @@ def test_dtw_and_attention_on_cuda_match_cpu():
     assert torch.allclose(out_gpu.cpu(), out_cpu, atol=1e-4)
     b = collate_episodes(make_alignment_episodes(3, "val", warp=1.0, seed=3))
     space, aligner = AlignmentSpace().eval(), AttentionAligner().eval()
-    acc = {m: alignment_accuracy(predict_tokens(m, b, space, aligner), b["speech_token"]) for m in METHODS}
+    acc = {m: alignment_accuracy(predict_tokens(m, b, space, aligner), b["speech_token"]) for m in ALIGN_METHODS}
     space, aligner = space.cuda(), aligner.cuda()
     bg = {k: v.cuda() for k, v in b.items()}
-    for m in METHODS:  # ties in an untrained space may break differently on the GPU: compare accuracies
+    for m in ALIGN_METHODS:  # ties in an untrained space may break differently on the GPU: compare accuracies
         pred = predict_tokens(m, bg, space, aligner)
         assert pred.is_cuda and abs(alignment_accuracy(pred, bg["speech_token"]) - acc[m]) < 0.05
