@@ -28,8 +28,6 @@ from _results import machine, write_section  # noqa: E402
 from mmlab import seed_everything  # noqa: E402
 from mmlab.data import load_avdigits, standardize  # noqa: E402
 from mmlab.deploy import (  # noqa: E402
-    MultimodalMLP,
-    bag_of_words,
     compare_latency,
     distill,
     export_onnx,
@@ -41,6 +39,7 @@ from mmlab.deploy import (  # noqa: E402
     prune_with_masks,
     quantize_int8,
 )
+from mmlab.lessons.deployment import MultimodalMLP, bag_of_words  # noqa: E402
 from mmlab.text import WordTokenizer  # noqa: E402
 from mmlab.train import evaluate, fit, make_loader  # noqa: E402
 
@@ -67,7 +66,8 @@ def main() -> None:
     a_train, a_test = standardize(train.audio, test.audio)
     x_train = (train.image, a_train, bag_of_words(tok(train.text)[0], len(tok)))
     x_test = (test.image, a_test, bag_of_words(tok(test.text)[0], len(tok)))
-    dims = {"image": 64, "audio": 40, "text": len(tok)}
+    modalities = ("image", "audio", "text")
+    input_dims = [64, 40, len(tok)]
     test_loader = make_loader(*x_test, test.label, batch_size=512)
     cpu = torch.device("cpu")
 
@@ -78,13 +78,13 @@ def main() -> None:
         return evaluate(model, test_loader, device=cpu)["accuracy"]
 
     seed_everything(0)
-    teacher = MultimodalMLP(dims, 10, width=256, depth=2)
+    teacher = MultimodalMLP(input_dims, 10, width=256, depth=2, modalities=modalities)
     fit(teacher, loader(0), epochs=20, lr=1e-3, device=cpu, progress=False)
     teacher.eval()
 
     variants: dict[str, torch.nn.Module] = {"baseline (fp32)": teacher}
     seed_everything(0)
-    student = MultimodalMLP(dims, 10, width=8, depth=1, embed_dim=8)
+    student = MultimodalMLP(input_dims, 10, width=8, depth=1, embed_dim=8, modalities=modalities)
     distill(student, teacher, loader(0), epochs=20, lr=3e-3, temperature=4.0, alpha=0.9, device=cpu, progress=False)
     variants["distilled student (w=8)"] = student.eval()
     variants["masked 50% (nn.utils.prune)"] = prune_with_masks(teacher, 0.5).eval()
@@ -109,7 +109,7 @@ def main() -> None:
 
     onnx_dir = Path(tempfile.mkdtemp())
     t0 = time.perf_counter()
-    path = export_onnx(teacher, inputs[16], onnx_dir / "teacher.onnx", input_names=list(dims))
+    path = export_onnx(teacher, inputs[16], onnx_dir / "teacher.onnx", input_names=list(modalities))
     onnx_export_s = time.perf_counter() - t0
     session = onnx_session(path)
     calls["ONNX Runtime (fp32)"] = {b: (lambda x=inputs[b]: onnx_run(session, *x)) for b in BATCH_SIZES}

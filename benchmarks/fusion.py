@@ -1,8 +1,9 @@
 """Fusion cost: forward+backward latency and activation memory of each fusion vs width and number of modalities.
 
-Everything is measured side by side in one run with ``mmlab.fusion.time_fusions``: for each configuration every
-fusion is warmed up, then timed in interleaved rounds (median of the rounds), so that a busy machine slows all of
-them alike; with one torch thread on CPU the clock is the thread's CPU time. Rows:
+Everything is measured side by side in one run with ``mmlab.lessons.fusion.time_fusions`` (a wrapper around the
+course's one timing helper, ``mmlab.deploy.compare_latency``): for each configuration every fusion is warmed up,
+then timed in interleaved rounds (median of the rounds), so that a busy machine slows all of them alike; with one
+torch thread on CPU the clock is the process's CPU time. Rows:
 
 * ``concat``, ``late``, ``gated``, ``tensor`` (TFN), ``lowrank`` (LMF, rank 4) from ``mmlab.fusion``;
 * ``lmf-reference``: the same LMF written the straightforward way (concatenate ones, one matmul per modality,
@@ -31,13 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import machine, write_section  # noqa: E402
 
 from mmlab import get_device  # noqa: E402
-from mmlab.fusion import (  # noqa: E402
-    LowRankFusion,
-    fusion_complexity,
-    make_fusion,
-    saved_activation_bytes,
-    time_fusions,
-)
+from mmlab.fusion import LowRankFusion, fusion_complexity, make_fusion, saved_activation_bytes  # noqa: E402
+from mmlab.lessons.fusion import time_fusions  # noqa: E402
 
 RANK, OUT, BATCH, ARTICLE_WIDTH = 4, 32, 64, 32
 
@@ -102,7 +98,7 @@ def measure(dims: list[int], names: list[str], device: torch.device, rounds: int
         rows.append({"name": name, "params": p, "skipped": p > max_params})
         if not rows[-1]["skipped"]:
             modules[name] = build(name, dims, shared).to(device)
-    seconds = time_fusions(modules, *zs, rounds=rounds, block_s=5e-3)
+    seconds = time_fusions(modules, *zs, rounds=rounds, sample_s=5e-3)
     for row in rows:
         if row["skipped"]:
             continue
@@ -122,7 +118,7 @@ def lmf_vs_reference(dims: list[int], device: torch.device, rounds: int) -> floa
     torch.manual_seed(0)
     zs = [torch.randn(BATCH, d, device=device).relu().requires_grad_() for d in dims]
     lmf = LowRankFusion(dims, OUT, RANK).to(device)
-    t = time_fusions({"mmlab": lmf, "reference": ReferenceLMF(lmf).to(device)}, *zs, rounds=rounds, block_s=5e-3)
+    t = time_fusions({"mmlab": lmf, "reference": ReferenceLMF(lmf).to(device)}, *zs, rounds=rounds, sample_s=5e-3)
     return t["reference"] / t["mmlab"]
 
 
@@ -193,7 +189,7 @@ def main() -> None:
     if device.type == "cuda":
         clock_note = "times are wall time with a synchronize after each pass"
     elif torch.get_num_threads() == 1:
-        clock_note = "times are the thread's CPU time, which other jobs disturb far less than wall time"
+        clock_note = "times are the process's CPU time, which other jobs disturb far less than wall time"
     else:
         clock_note = "times are wall time, inflated by the other jobs"
     body = f"""## Fusion: latency and memory vs width and number of modalities

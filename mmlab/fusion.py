@@ -14,19 +14,16 @@ Every fusion module takes one feature tensor per modality, ``forward(z_1, ..., z
   forming the tensor: ``r·out_dim·Σ(d_m + 1)`` parameters instead of ``out_dim·Π(d_m + 1)``.
 
 :func:`fusion_complexity` gives parameters, multiply-adds and activation sizes in closed form;
-:func:`saved_activation_bytes` measures what a module really keeps for its backward pass and
-:func:`time_fusions` times forward+backward side by side;
-:func:`fusion_task` builds the lesson's interaction task from AV-Digits; :func:`fusion_tradeoff_figure` is the
-lesson's widget.
+:func:`saved_activation_bytes` measures what a module really keeps for its backward pass. Timing uses the
+course's one timing helper, :func:`mmlab.deploy.compare_latency`. Lesson 2's task, timing wrapper and widget
+live in :mod:`mmlab.lessons.fusion`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -42,9 +39,6 @@ __all__ = [
     "make_fusion",
     "fusion_complexity",
     "saved_activation_bytes",
-    "time_fusions",
-    "fusion_task",
-    "fusion_tradeoff_figure",
 ]
 
 FUSIONS = ("concat", "late", "gated", "tensor", "lowrank")
@@ -322,164 +316,3 @@ def saved_activation_bytes(module: nn.Module, *inputs: torch.Tensor) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         module(*inputs)
     return int(sum(seen.values()))
-
-
-def time_fusions(
-    modules: Mapping[str, nn.Module], *features: torch.Tensor, rounds: int = 7, block_s: float = 2e-3
-) -> dict[str, float]:
-    """Median seconds of one forward+backward pass (``module(*features).square().mean().backward()``) of each
-    module, measured side by side.
-
-    Each module is warmed up, then timed in ``rounds`` interleaved rounds (so that a busy machine slows all of
-    them alike), their order rotated from round to round (so that no module always runs right after a big one
-    that flushed the caches); a round runs enough passes to last about ``block_s``. The clock is wall time,
-    except on a CPU with torch limited to one thread (``OMP_NUM_THREADS=1``), where it is this thread's CPU time
-    (``time.thread_time``), which other processes on a shared machine barely disturb. On CUDA each pass ends
-    with a synchronize.
-    """
-    import statistics
-    import time
-
-    if not modules:
-        raise ValueError("modules must name at least one module")
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    cuda = features[0].device.type == "cuda"
-    clock = time.thread_time if not cuda and torch.get_num_threads() == 1 else time.perf_counter
-
-    def step(module: nn.Module) -> None:
-        module.zero_grad(set_to_none=True)
-        module(*features).square().mean().backward()
-        if cuda:
-            torch.cuda.synchronize()
-
-    inner: dict[str, int] = {}
-    for name, module in modules.items():
-        step(module)
-        t0 = clock()
-        step(module)
-        inner[name] = max(1, min(100, int(block_s / max(clock() - t0, 1e-6))))
-    times: dict[str, list[float]] = {name: [] for name in modules}
-    order = list(modules.items())
-    for i in range(rounds):
-        for name, module in order[i % len(order) :] + order[: i % len(order)]:  # rotate: no fixed neighbours
-            t0 = clock()
-            for _ in range(inner[name]):
-                step(module)
-            times[name].append((clock() - t0) / inner[name])
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-@lru_cache(maxsize=8)
-def _mfcc_split(split: str, image_noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from .data import load_avdigits
-
-    ds = load_avdigits(split, audio_format="mfcc_stats", image_noise=image_noise, seed=seed)
-    return ds.image, ds.audio, ds.label
-
-
-def fusion_task(
-    split: str = "train", *, task: str = "parity", pairs_per_image: int = 1, image_noise: float = 0.0, seed: int = 0
-) -> dict[str, torch.Tensor]:
-    """Image–speech pairs from AV-Digits for the fusion lesson.
-
-    ``task="parity"``, the interaction task: a handwritten digit ``a`` and a spoken digit ``b`` drawn
-    independently; the label is the parity of their sum, ``(a + b) mod 2 = parity(a) XOR parity(b)``. Each
-    modality alone carries no information about the label (chance is 50%) and no additive fusion can represent
-    it. ``task="digit"``, the ordinary task: the clip says the image's digit and the label is that digit.
-
-    Each image of ``split`` is paired with ``pairs_per_image`` clips drawn at random (with ``seed``) from the
-    same split (test clips come from held-out voices). Returns ``image`` (N, 64) pixels, ``audio`` (N, 40) MFCC
-    mean and std standardised with the train split's statistics, ``label`` (N,), ``digit_image`` and
-    ``digit_audio`` (N,).
-    """
-    from .data import SPLITS
-
-    check_choice("task", task, ("parity", "digit"))
-    if not isinstance(pairs_per_image, int) or pairs_per_image < 1:
-        raise ValueError(f"pairs_per_image must be a positive int, got {pairs_per_image!r}")
-    images, audio, label = _mfcc_split(split, float(image_noise), int(seed))
-    train_audio = _mfcc_split("train", 0.0, int(seed))[1]  # statistics from training data only
-    audio = (audio - train_audio.mean(0)) / (train_audio.std(0) + 1e-6)
-    rng = np.random.default_rng([seed, 7, SPLITS.index(split)])
-    labels = label.numpy()
-    img_idx = np.repeat(np.arange(len(labels)), pairs_per_image)
-    if task == "parity":
-        aud_idx = rng.integers(0, len(labels), size=len(img_idx))
-    else:
-        by_digit = [np.flatnonzero(labels == c) for c in range(10)]
-        aud_idx = np.array([rng.choice(by_digit[labels[i]]) for i in img_idx])
-    a, b = label[img_idx], label[aud_idx]
-    return {
-        "image": images[img_idx].flatten(1),
-        "audio": audio[aud_idx],
-        "label": (a + b) % 2 if task == "parity" else a,
-        "digit_image": a,
-        "digit_audio": b,
-    }
-
-
-def fusion_tradeoff_figure(
-    rank: int = 4,
-    width: int = 64,
-    n_modalities: int = 2,
-    out_dim: int = 64,
-    accuracy: Mapping[int, Sequence[float]] | None = None,
-    tensor_accuracy: Sequence[float] | None = None,
-    chance: float = 0.5,
-    accuracy_title: str = "measured test accuracy",
-):
-    """The lesson's widget: what tensor (TFN) and low-rank (LMF) fusion cost at ``rank``, ``width`` (every
-    modality's ``d_m``) and ``n_modalities``, beside the accuracy measured per rank.
-
-    Left: parameters of the fusion layer vs width (log–log), TFN vs LMF at ``rank``, the chosen width marked
-    and the ratio in the title. Middle: activation memory kept for backward per sample (bytes), same. Right,
-    when ``accuracy`` maps ranks to per-seed accuracies: mean ± std per rank with the chosen rank highlighted,
-    TFN's ``tensor_accuracy`` as a band (mean ± std) and ``chance`` as a dashed line. Costs come from
-    :func:`fusion_complexity`; nothing is trained here.
-    """
-    from .viz import new_figure
-
-    for name, value, low in (("rank", rank, 1), ("width", width, 1), ("n_modalities", n_modalities, 2)):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    rank, width, n_modalities = int(rank), int(width), int(n_modalities)
-    widths = np.unique(np.geomspace(2, 256, 24).astype(int))
-    ncols = 3 if accuracy else 2
-    fig, axes = new_figure(1, ncols, size=(4.4 * ncols, 3.7))
-
-    def cost(kind: str, d: int, key: str) -> float:
-        return fusion_complexity(kind, [int(d)] * n_modalities, out_dim, rank=rank)[key]
-
-    panels = (
-        (axes[0], "params", "parameters", "parameters of the fusion layer"),
-        (axes[1], "activation_bytes", "memory for backward", "activation memory per sample (bytes)"),
-    )
-    for ax, key, short, ylabel in panels:
-        for kind, name, color in (("tensor", "tensor (TFN)", "tab:red"), ("lowrank", f"low-rank R={rank}", "tab:blue")):
-            ax.plot(widths, [cost(kind, d, key) for d in widths], color=color, label=name)
-            ax.plot([width], [cost(kind, width, key)], "o", color=color)
-        ratio = cost("tensor", width, key) / cost("lowrank", width, key)
-        ax.set(xscale="log", yscale="log", xlabel="width d of each modality (features)", ylabel=ylabel)
-        ax.set_title(f"{short}: TFN / LMF = {ratio:,.1f}× at d = {width}", fontsize=9)
-        ax.axvline(width, color="gray", lw=0.8, ls=":")
-        ax.legend(fontsize=8, loc="upper left")
-        ax.grid(alpha=0.3, which="both")
-    if accuracy:
-        ax = axes[2]
-        ranks = sorted(accuracy)
-        means = [float(np.mean(accuracy[r])) for r in ranks]
-        stds = [float(np.std(accuracy[r])) for r in ranks]
-        colors = ["tab:orange" if r == rank else "tab:blue" for r in ranks]
-        ax.bar([str(r) for r in ranks], means, yerr=stds, capsize=3, color=colors, alpha=0.85, label="low-rank")
-        if tensor_accuracy is not None:
-            m, s = float(np.mean(tensor_accuracy)), float(np.std(tensor_accuracy))
-            ax.axhspan(m - s, m + s, color="tab:red", alpha=0.15)
-            ax.axhline(m, color="tab:red", lw=1, label="tensor (TFN)")
-        ax.axhline(chance, color="gray", ls="--", lw=1, label="chance")
-        ax.set(xlabel="rank R", ylabel="accuracy (fraction)", ylim=(0, 1.2), yticks=np.linspace(0, 1, 6))
-        here = f"R={rank}: {100 * means[ranks.index(rank)]:.1f}%" if rank in accuracy else f"R={rank} not measured"
-        ax.set_title(f"{accuracy_title}\n({here})", fontsize=9)
-        ax.legend(fontsize=8, loc="upper center", ncol=3)
-    fig.suptitle(f"Tensor vs low-rank fusion: {n_modalities} modalities, out_dim {out_dim}")
-    return fig

@@ -62,17 +62,8 @@ from ipywidgets import IntSlider, fixed, interact
 from torch import nn
 
 from mmlab import get_device, seed_everything
-from mmlab.fusion import (
-    FUSIONS,
-    LowRankFusion,
-    TensorFusion,
-    fusion_complexity,
-    fusion_task,
-    fusion_tradeoff_figure,
-    make_fusion,
-    saved_activation_bytes,
-    time_fusions,
-)
+from mmlab.fusion import FUSIONS, LowRankFusion, TensorFusion, fusion_complexity, make_fusion, saved_activation_bytes
+from mmlab.lessons.fusion import fusion_task, fusion_tradeoff_figure, time_fusions
 from mmlab.models import MLPEncoder, MultimodalClassifier, count_parameters
 from mmlab.train import evaluate, fit, make_loader
 from mmlab.viz import bar_chart, new_figure, plot_curves, show_images
@@ -231,7 +222,7 @@ print(f"TFN / LMF(R={RANK}) = {param_ratio:.1f}x")
 # %% [markdown]
 # ## 4. A task that needs an interaction: is the sum even?
 # From AV-Digits we build pairs of a **handwritten** digit $a$ and an independently drawn **spoken** digit $b$
-# (`mmlab.fusion.fusion_task`). The label is whether $a + b$ is odd, i.e. $\mathrm{parity}(a)$ XOR
+# (`mmlab.lessons.fusion.fusion_task`). The label is whether $a + b$ is odd, i.e. $\mathrm{parity}(a)$ XOR
 # $\mathrm{parity}(b)$. Neither modality alone says anything about the label: chance is 50%. As in Lesson 0,
 # **test** clips come from two voices never heard in training; **val** pairs new images with the training
 # voices' recordings (the very recordings the model trains on: AV-Digits has 240 clips). Audio is summarised
@@ -291,12 +282,12 @@ val_acc = {kind: np.array([r["val"] for r in rs]) for kind, rs in results.items(
 print(f"mean over {len(SEEDS)} seeds:  train   val    test (± std)      test per seed")
 for kind in FUSIONS:
     a, tr_a, va_a = acc[kind], train_acc[kind], val_acc[kind]
-    print(f"{kind:8s}  {tr_a.mean():.3f}  {va_a.mean():.3f}  {a.mean():.3f} ± {a.std():.3f}   {np.round(a, 3)}")
+    print(f"{kind:8s}  {tr_a.mean():.3f}  {va_a.mean():.3f}  {a.mean():.3f} ± {a.std(ddof=1):.3f}   {np.round(a, 3)}")
 
 # %%
 bar_chart(
     {k: v.mean() for k, v in acc.items()},
-    errors={k: v.std() for k, v in acc.items()},
+    errors={k: v.std(ddof=1) for k, v in acc.items()},
     ylabel="test accuracy (fraction)",
     title=f"Is the sum even? Test accuracy, unseen voices ({len(SEEDS)} seeds)",
     ref=0.5,
@@ -345,7 +336,7 @@ ax1.axhline(0.5, color="gray", ls="--", lw=1, label="chance")
 plot_curves(
     RANKS,
     {"low-rank, 3 seeds": [rank_acc[r].mean() for r in RANKS]},
-    errors={"low-rank, 3 seeds": [rank_acc[r].std() for r in RANKS]},
+    errors={"low-rank, 3 seeds": [rank_acc[r].std(ddof=1) for r in RANKS]},
     xlabel="rank R",
     ylabel="test accuracy (fraction)",
     title="accuracy vs rank",
@@ -372,7 +363,7 @@ fig
 # %%
 for r in RANKS:
     n_params = rank_params[RANKS.index(r)]
-    print(f"R={r:2d}: {rank_acc[r].mean():.3f} ± {rank_acc[r].std():.3f}   fusion parameters {n_params:>9,.0f}")
+    print(f"R={r:2d}: {rank_acc[r].mean():.3f} ± {rank_acc[r].std(ddof=1):.3f}   fusion parameters {n_params:>9,.0f}")
 means = [rank_acc[r].mean() for r in RANKS]
 assert min(means) > 0.75 and max(means) - min(means) < 0.06, means
 assert rank_params[-1] < tfn_params
@@ -398,13 +389,13 @@ d_acc = {split: {k: np.array([r[split] for r in rs]) for k, rs in digit_results.
 print(f"{'fusion':8s} val (training voices)   test (unseen voices), 3 seeds")
 for kind in FUSIONS:
     v, t = d_acc["val"][kind], d_acc["test"][kind]
-    print(f"{kind:8s} {v.mean():.3f} ± {v.std():.3f}        {t.mean():.3f} ± {t.std():.3f}")
+    print(f"{kind:8s} {v.mean():.3f} ± {v.std(ddof=1):.3f}        {t.mean():.3f} ± {t.std(ddof=1):.3f}")
 
 # %%
 fig, ax = new_figure(size=(7, 3.4))
 x = np.arange(len(FUSIONS))
 for j, (split, label) in enumerate((("val", "val: training voices"), ("test", "test: unseen voices"))):
-    means, stds = [d_acc[split][k].mean() for k in FUSIONS], [d_acc[split][k].std() for k in FUSIONS]
+    means, stds = [d_acc[split][k].mean() for k in FUSIONS], [d_acc[split][k].std(ddof=1) for k in FUSIONS]
     ax.bar(x + (j - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, label=label)
 ax.set(xticks=x, xticklabels=FUSIONS, xlabel="fusion", ylabel="accuracy (fraction)", ylim=(0, 1.05))
 ax.set_title("Ordinary digit task: every fusion fits, not every fusion transfers (3 seeds)")
@@ -457,7 +448,8 @@ fig
 
 # %% [markdown]
 # The closed form is not a guess: `saved_activation_bytes` records every tensor autograd saves during a real
-# forward pass. And time: `time_fusions` measures forward + backward of several modules side by side
+# forward pass. And time: `time_fusions` (from `mmlab.lessons.fusion`, a thin wrapper around the course's one
+# timing helper `mmlab.deploy.compare_latency`) measures forward + backward of several modules side by side
 # (interleaved rounds, median), here for three modalities as the width grows.
 
 # %%
@@ -517,11 +509,12 @@ assert growth["tensor"] > 5 * growth["lowrank"]
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+WIDE = {"description_width": "initial"}  # room for every label
 interact(
     fusion_tradeoff_figure,
-    rank=IntSlider(value=RANK, min=1, max=16, description="rank R"),
-    width=IntSlider(value=WIDTH, min=4, max=256, step=4, description="width d"),
-    n_modalities=IntSlider(value=2, min=2, max=5, description="modalities"),
+    rank=IntSlider(value=RANK, min=1, max=16, description="rank R", style=WIDE),
+    width=IntSlider(value=WIDTH, min=4, max=256, step=4, description="width d", style=WIDE),
+    num_modalities=IntSlider(value=2, min=2, max=5, description="modalities", style=WIDE),
     out_dim=fixed(OUT),
     accuracy=fixed(rank_acc),
     tensor_accuracy=fixed(acc["tensor"]),

@@ -1,10 +1,10 @@
+"""Tests of mmlab.fusion: the fusion methods, their closed-form costs and the measured saved activations."""
+
 import io
 import math
 
-import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from mmlab.fusion import (
@@ -15,11 +15,8 @@ from mmlab.fusion import (
     LowRankFusion,
     TensorFusion,
     fusion_complexity,
-    fusion_task,
-    fusion_tradeoff_figure,
     make_fusion,
     saved_activation_bytes,
-    time_fusions,
 )
 from mmlab.models import MLPEncoder, MultimodalClassifier, count_parameters
 
@@ -206,48 +203,6 @@ def test_clear_errors_for_bad_construction():
         TensorFusion.from_weight(torch.randn(3, 4))
 
 
-def test_fusion_task_parity_is_an_interaction():
-    data = fusion_task("train", task="parity", pairs_per_image=2)
-    a, b, y = data["digit_image"], data["digit_audio"], data["label"]
-    assert data["image"].shape == (len(y), 64) and data["audio"].shape == (len(y), 40)
-    assert torch.equal(y, (a + b) % 2)
-    assert abs(y.float().mean().item() - 0.5) < 0.05
-    # neither modality's digit predicts the label: P(y=1 | a) ~ 0.5 for every digit a
-    for d in range(10):
-        assert abs(y[a == d].float().mean().item() - 0.5) < 0.12
-    assert data["audio"].mean(0).abs().max() < 0.1  # standardised with train statistics
-    assert (data["audio"].std(0) - 1).abs().max() < 0.1
-    assert torch.equal(fusion_task("train", task="parity", pairs_per_image=2)["label"], y)  # deterministic
-
-
-def test_fusion_task_digit_pairs_same_digit():
-    data = fusion_task("test", task="digit", pairs_per_image=2)
-    assert torch.equal(data["label"], data["digit_image"]) and torch.equal(data["label"], data["digit_audio"])
-    with pytest.raises(ValueError, match="task"):
-        fusion_task("train", task="sum")
-    with pytest.raises(ValueError, match="pairs_per_image"):
-        fusion_task("train", pairs_per_image=0)
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=40)
-    return buf.getvalue()
-
-
-def test_tradeoff_widget_figure_changes_with_rank():
-    acc = {1: [0.8, 0.85], 2: [0.86, 0.84], 4: [0.87, 0.83]}
-    f1 = fusion_tradeoff_figure(1, 64, accuracy=acc, tensor_accuracy=[0.84, 0.86])
-    f2 = fusion_tradeoff_figure(4, 64, accuracy=acc, tensor_accuracy=[0.84, 0.86])
-    assert isinstance(f1, Figure) and len(f1.axes) == 3
-    assert _png(f1) != _png(f2)
-    assert len(fusion_tradeoff_figure(3, 16, n_modalities=3).axes) == 2
-    with pytest.raises(ValueError, match="rank"):
-        fusion_tradeoff_figure(0)
-    with pytest.raises(ValueError, match="n_modalities"):
-        fusion_tradeoff_figure(2, 8, n_modalities=1)
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fusions_on_cuda_match_cpu():
@@ -261,18 +216,3 @@ def test_fusions_on_cuda_match_cpu():
         torch.testing.assert_close(gpu(*[z.to("cuda") for z in zs]).cpu(), cpu(*zs), atol=1e-4, rtol=1e-4)
     lmf = LowRankFusion([8, 6], 5, 2).to("cuda")
     assert TensorFusion.from_weight(lmf.full_weight().detach()).weight.device.type == "cuda"
-
-
-def test_numpy_ints_accepted_by_widget():
-    assert isinstance(fusion_tradeoff_figure(np.int64(2), np.int64(8)), Figure)
-
-
-def test_time_fusions_ranks_tensor_fusion_slower_at_width():
-    torch.set_num_threads(1)
-    dims = [24, 24, 24]
-    zs = _features(dims, batch=32, grad=True)
-    t = time_fusions({"tensor": TensorFusion(dims, 16), "lowrank": LowRankFusion(dims, 16, 2)}, *zs, rounds=3)
-    assert set(t) == {"tensor", "lowrank"} and all(v > 0 for v in t.values())
-    assert t["tensor"] > 3 * t["lowrank"]  # 25^3 = 15,625 tensor values per sample vs 64 per modality
-    with pytest.raises(ValueError, match="modules"):
-        time_fusions({}, *zs)

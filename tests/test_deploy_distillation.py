@@ -1,9 +1,11 @@
+"""Tests of mmlab.deploy.distillation: the distillation loss and the distill trainer."""
+
 import pytest
 import torch
 from torch import nn
 
-from mmlab import seed_everything
 from mmlab.deploy import distill, distillation_loss
+from mmlab.runtime import seeded
 from mmlab.train import evaluate, fit, make_loader
 
 
@@ -34,12 +36,13 @@ def test_distillation_loss_errors():
 
 
 def test_distill_trains_student_toward_teacher():
-    seed_everything(0)
-    x = torch.randn(512, 8)
-    y = (x[:, :2].sum(1) > 0).long()
-    teacher = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 2))
-    fit(teacher, make_loader(x, y, batch_size=64, shuffle=True), epochs=10, lr=1e-2, progress=False, device="cpu")
-    student = nn.Linear(8, 2)
+    with seeded(0):
+        x = torch.randn(512, 8)
+        y = (x[:, :2].sum(1) > 0).long()
+        teacher = nn.Sequential(nn.Linear(8, 64), nn.Dropout(0.1), nn.ReLU(), nn.Linear(64, 2))
+        fit(teacher, make_loader(x, y, batch_size=64, shuffle=True), epochs=10, lr=1e-2, progress=False, device="cpu")
+        student = nn.Linear(8, 2)
+    teacher.train()
     hist = distill(
         student,
         teacher,
@@ -52,4 +55,21 @@ def test_distill_trains_student_toward_teacher():
     )
     assert hist.last("val_acc") > 0.9
     assert evaluate(student, make_loader(x, y))["accuracy"] > 0.9
-    assert all(not p.requires_grad for p in teacher.parameters())
+    assert all(not p.requires_grad for p in teacher.parameters())  # frozen
+    assert teacher.training  # ran in eval mode, then its previous mode came back
+
+
+def test_distill_uses_the_teachers_soft_targets():
+    """With alpha=1 the student learns only from the teacher: it copies a teacher that is wrong on purpose."""
+    with seeded(0):
+        x = torch.randn(256, 4)
+        y = (x[:, 0] > 0).long()
+        teacher = nn.Linear(4, 2)
+        with torch.no_grad():
+            teacher.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]]) * 5)  # predicts 1 - y
+            teacher.bias.zero_()
+        student = nn.Linear(4, 2)
+    distill(
+        student, teacher, make_loader(x, y, batch_size=64), epochs=30, lr=5e-2, alpha=1.0, progress=False, device="cpu"
+    )
+    assert evaluate(student, make_loader(x, 1 - y))["accuracy"] > 0.95
