@@ -37,7 +37,7 @@
 # including where the advice holds only in part.
 
 # %%
-# Colab only: fetch the course (package + data), install it, keep Colab's torch. Elsewhere: nothing.
+# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:
@@ -47,8 +47,7 @@ if "google.colab" in sys.modules:
     REPO_URL = "https://github.com/mmlab-course/mmlab"
     if not os.path.isdir("/content/mmlab"):
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/mmlab"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mmlab[course]"], check=True)
-    sys.path.insert(0, "/content/mmlab")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/mmlab[colab]"], check=True)
     os.chdir("/content/mmlab/notebooks")
 
 # %%
@@ -56,10 +55,11 @@ import math
 
 import numpy as np
 import torch
-from ipywidgets import FloatSlider, fixed, interact
+from ipywidgets import Dropdown, FloatSlider, Layout, fixed, interact
 
 from mmlab import get_device, seed_everything
 from mmlab.models import count_parameters
+from mmlab.stats import sample_std
 from mmlab.viz import bar_chart, new_figure, plot_curves
 
 device = get_device()
@@ -68,9 +68,9 @@ print(f"device: {device} · torch {torch.__version__}")
 
 
 def mean_std(values):
-    """'mean ± std' in percent, for tables."""
+    """'mean ± std' in percent (sample std, ddof = 1), for tables."""
     v = 100 * np.asarray(values)
-    return f"{v.mean():5.1f} ± {v.std():.1f}"
+    return f"{v.mean():5.1f} ± {sample_std(v):.1f}"
 
 
 # %% [markdown]
@@ -84,7 +84,7 @@ def mean_std(values):
 # labels. That is the "small data" regime where the size question matters.
 
 # %%
-from mmlab.quality import load_quality_data, labeled_split
+from mmlab.lessons.pitfalls import labeled_split, load_quality_data
 
 data = load_quality_data(image_noise=0.6)
 lab, unl = labeled_split(data.label, per_class=20, seed=0)
@@ -98,7 +98,7 @@ assert len(lab) == 200 and len(lab) + len(unl) == len(data.label)
 # %% [markdown]
 # ## 2. The tempting recipe: stack more layers
 # The recipe: concatenate the modalities' features, then stack hidden layers — more layers, more power.
-# `mmlab.quality.FusionStack` is exactly that: `h₁ = ReLU(W₁[x_image; x_audio])`, then `depth − 1` more
+# `mmlab.lessons.pitfalls.FusionStack` is exactly that: `h₁ = ReLU(W₁[x_image; x_audio])`, then `depth − 1` more
 # `ReLU(W_l h)` layers of the same width, then a linear head. With `residual=True` each extra layer becomes a
 # pre-norm residual block `h + W''·ReLU(W'·LayerNorm(h))`, the building block of Transformers, which is the
 # usual cure for deep stacks that will not train.
@@ -106,14 +106,15 @@ assert len(lab) == 200 and len(lab) + len(unl) == len(data.label)
 # Every model gets the same budget: AdamW, learning rate 1e-3, batches of 64, 75 epochs (300 steps), 3 seeds.
 
 # %%
-from mmlab.quality import FusionStack, classifier_accuracy, train_classifier
+from mmlab.lessons.pitfalls import FusionStack, train_on_features
+from mmlab.train import accuracy, predict
 
 
 def train_stack(width, depth, seed, residual=False):
     """Train one FusionStack on the 200 labelled items; return (model, train accuracy, test accuracy)."""
     seed_everything(seed)
     model = FusionStack(dims, 10, width=width, depth=depth, residual=residual)
-    hist = train_classifier(
+    hist = train_on_features(
         model,
         X_lab,
         y_lab,
@@ -124,7 +125,7 @@ def train_stack(width, depth, seed, residual=False):
         device=device,
         desc=f"{'res ' if residual else ''}{depth}×{width}",
     )
-    return model, hist.last("train_acc"), classifier_accuracy(model, X_test, y_test)
+    return model, hist.last("train_acc"), accuracy(predict(model, X_test), y_test)
 
 
 print(FusionStack(dims, 10, width=64, depth=2))
@@ -162,7 +163,7 @@ plot_curves(
         "train (plain stack)": [np.mean(size[n]["train"]) for n in plain],
         "test (plain stack)": [np.mean(size[n]["test"]) for n in plain],
     },
-    errors={"test (plain stack)": [np.std(size[n]["test"]) for n in plain]},
+    errors={"test (plain stack)": [sample_std(size[n]["test"]) for n in plain]},
     xlabel="hidden layers (width 64)",
     ylabel="accuracy (fraction)",
     logx=True,
@@ -171,7 +172,13 @@ plot_curves(
 )
 res = size["8 layers, residual"]["test"]
 ax.errorbar(
-    [8], [np.mean(res)], yerr=[np.std(res)], fmt="s", color="tab:purple", capsize=3, label="test (residual, 8 layers)"
+    [8],
+    [np.mean(res)],
+    yerr=[sample_std(res)],
+    fmt="s",
+    color="tab:purple",
+    capsize=3,
+    label="test (residual, 8 layers)",
 )
 ax.set_xticks(depths, [str(d) for d in depths])
 ax.minorticks_off()
@@ -212,7 +219,7 @@ print(f"1 layer beats 8 layers by {100 * gap.min():.1f}–{100 * gap.max():.1f} 
 
 # %%
 from mmlab.deploy import distill
-from mmlab.quality import predict_logits, tensor_loader
+from mmlab.train import make_loader
 
 kd_names = ("wide teacher (2×256)", "light alone (1×32)", "light distilled, labelled only", "light distilled (1×32)")
 kd = {name: [] for name in kd_names}
@@ -220,15 +227,16 @@ for seed in SEEDS:
     teacher, _, acc_teacher = train_stack(256, 2, seed)
     _, _, acc_alone = train_stack(32, 1, seed)
     # labels of the unlabelled pairs are the teacher's guesses; with λ = 1 only its soft predictions are used
-    guesses = predict_logits(teacher, X_unl).argmax(-1)
-    transfer = tensor_loader(
+    guesses = predict(teacher, X_unl).argmax(-1)
+    transfer = make_loader(
         torch.cat([X_lab[0], X_unl[0]]),
         torch.cat([X_lab[1], X_unl[1]]),
         torch.cat([y_lab, guesses]),
         batch_size=64,
+        shuffle=True,
         seed=seed,
     )
-    labelled_only = tensor_loader(*X_lab, y_lab, batch_size=64, seed=seed)
+    labelled_only = make_loader(*X_lab, y_lab, batch_size=64, shuffle=True, seed=seed)
     for name, loader, epochs in (
         ("light distilled (1×32)", transfer, 20),
         ("light distilled, labelled only", labelled_only, 85),
@@ -238,7 +246,7 @@ for seed in SEEDS:
         distill(
             student, teacher, loader, epochs=epochs, temperature=1.0, alpha=1.0, lr=1e-3, device=device, desc="distill"
         )
-        kd[name].append(classifier_accuracy(student, X_test, y_test))
+        kd[name].append(accuracy(predict(student, X_test), y_test))
     kd["wide teacher (2×256)"].append(acc_teacher)
     kd["light alone (1×32)"].append(acc_alone)
 params = {name: count_parameters(student) for name in kd_names}
@@ -268,7 +276,7 @@ colors = dict(zip(kd_names, ["tab:purple", "tab:blue", "tab:green", "tab:green"]
 for name, (n_params, accs) in points.items():
     x, y = n_params * nudge.get(name, 1.0), np.mean(accs)
     color = colors.get(name, "tab:red")  # red: the depth sweep
-    ax.errorbar(x, y, yerr=np.std(accs), fmt="D" if "distilled" in name else "o", color=color, capsize=3)
+    ax.errorbar(x, y, yerr=sample_std(accs), fmt="D" if "distilled" in name else "o", color=color, capsize=3)
     dx, dy = offset.get(name, (6, -3))
     ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7, ha="right" if dx < 0 else "left")
 ax.set_xscale("log")
@@ -360,7 +368,8 @@ show_images(
 # 30% mismatched pairs *and* 20% wrong labels, over 3 seeds.
 
 # %%
-from mmlab.quality import auroc, run_quality
+from mmlab.lessons.pitfalls import run_quality
+from mmlab.quality import auroc
 
 headline = [
     run_quality(
@@ -385,7 +394,7 @@ for name, v in aucs.items():
     print(f"  {name:38s} {np.mean(v):.3f}   {np.round(v, 3)}")
 
 # %%
-from mmlab.quality import score_histogram
+from mmlab.lessons.pitfalls import score_histogram
 
 r0 = headline[0]
 fig, (a1, a2) = new_figure(1, 2, size=(11, 3.6))
@@ -454,7 +463,7 @@ assert np.mean(aucs["small loss → mismatched pairs"]) < np.mean(aucs["agreemen
 # * **filtering** — keep item `i` only if `a_i ≥ 0.5` and `ℓ_i ≥ −ln 10`: the towers' predictions overlap at least
 #   half-way, and the label is at least as likely as a uniform guess would make it;
 # * **score-weighted sampling** — keep every item but draw item `i` with probability proportional to the soft filter
-#   `w_i = σ((a_i − 0.5)/0.1) · σ((ℓ_i + ln 10)/0.5)`, with a `WeightedRandomSampler`.
+#   `w_i = σ((a_i − 0.5)/0.1) · σ((ℓ_i + ln 10)/0.5)`, with `make_loader(..., weights=w)` (draws with replacement).
 #
 # Each is compared with training on the data before injection (**clean**), on everything (**dirty**, the tempting
 # recipe) and on exactly the truly clean items (**oracle**, which no real pipeline has). The classifier is a
@@ -474,7 +483,7 @@ print(
 )
 bar_chart(
     {m: acc[m].mean() for m in methods},
-    errors={m: acc[m].std() for m in methods},
+    errors={m: sample_std(acc[m]) for m in methods},
     ylabel="test accuracy (fraction)",
     title="30% mismatched pairs + 20% wrong labels (3 seeds)",
 )
@@ -504,12 +513,13 @@ print(f"filtering recovers {100 * recovered:.0f}% of the accuracy lost to the di
 # %%
 mismatch_rates, label_rates = [0.1, 0.3, 0.5], [0.1, 0.2, 0.4]
 sweep_methods = ("dirty", "filtered", "oracle")
-sweep = {}
+sweep, removed_noisy = {}, {}  # test accuracies; share of the items the filter removed that were dirty
 for kind, rates in (("mismatch", mismatch_rates), ("label_noise", label_rates)):
     for rate in rates:
         setting = {"mismatch": 0.0, "label_noise": 0.0, kind: rate}
         runs = [run_quality(data, **setting, seed=s, device=device, methods=sweep_methods) for s in SEEDS]
         sweep[kind, rate] = {m: np.array([r.accuracy[m] for r in runs]) for m in sweep_methods}
+        removed_noisy[kind, rate] = np.array([r.report["noise_precision"] for r in runs])
 clean_acc = acc["clean"]
 
 fig, axes = new_figure(1, 2, size=(11, 3.8), sharey=True)
@@ -524,7 +534,7 @@ for ax, (kind, rates, xlabel) in zip(
     plot_curves(
         xs,
         {m: [clean_acc.mean()] + [sweep[kind, r][m].mean() for r in rates] for m in sweep_methods},
-        errors={m: [clean_acc.std()] + [sweep[kind, r][m].std() for r in rates] for m in sweep_methods},
+        errors={m: [sample_std(clean_acc)] + [sample_std(sweep[kind, r][m]) for r in rates] for m in sweep_methods},
         xlabel=xlabel,
         ylabel="test accuracy (fraction)",
         title=f"Accuracy vs {xlabel.split(' (')[0]}",
@@ -539,8 +549,9 @@ for (kind, rate), r in sweep.items():
 # %% [markdown]
 # **What the seeds show** (asserted below): wrong labels are the more expensive dirt — 40% of them cost at least
 # 10 points more than 50% mismatched pairs. Mismatched pairs hurt less, presumably because the label still matches
-# the image, so the model can lean on it; 10% of them cost at most 2 points, and there filtering does not help —
-# it mostly throws away clean items. At 30% mismatched pairs the dirt costs a few points; filtered training beats
+# the image, so the model can lean on it; 10% of them cost at most 2 points, and there filtering makes no
+# consistent difference (within 2 points on average, and the seeds disagree on its sign): most of the items it
+# throws away are clean. At 30% mismatched pairs the dirt costs a few points; filtered training beats
 # dirty training on every seed and is as good as the oracle (within 2 points, or better).
 # From there on, and at every rate of wrong labels we tried, filtering beats training on everything. At 40% wrong
 # labels it falls well short of the oracle: the warm-up model has itself learned from many wrong labels.
@@ -548,7 +559,10 @@ for (kind, rate), r in sweep.items():
 # %%
 mean = {setting: {m: v.mean() for m, v in r.items()} for setting, r in sweep.items()}
 at10, at30 = sweep["mismatch", 0.1], sweep["mismatch", 0.3]
-assert at10["dirty"].mean() > clean_acc.mean() - 0.02 and at10["filtered"].mean() < at10["dirty"].mean() + 0.01
+gain10 = at10["filtered"] - at10["dirty"]
+assert at10["dirty"].mean() > clean_acc.mean() - 0.02, (at10, clean_acc)
+assert abs(gain10.mean()) < 0.02 and (gain10 > 0).any() and (gain10 < 0).any(), gain10
+assert removed_noisy["mismatch", 0.1].max() < 0.5, removed_noisy["mismatch", 0.1]
 assert at30["dirty"].mean() < clean_acc.mean() - 0.015, (at30, clean_acc)
 assert (at30["filtered"] > at30["dirty"] + 0.01).all() and (at30["filtered"] - at30["dirty"]).mean() > 0.02, at30
 assert at30["filtered"].mean() > at30["oracle"].mean() - 0.02, at30
@@ -569,16 +583,19 @@ print(f"at 30% mismatched pairs, filtering gains {100 * (at30['filtered'] - at30
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from mmlab.quality import quality_widget_figure
+from mmlab.lessons.pitfalls import quality_widget_figure
 
+room = {"style": {"description_width": "initial"}, "layout": Layout(width="360px")}  # labels are never cut short
 widget = interact(
     quality_widget_figure,
-    agreement_threshold=FloatSlider(value=0.5, min=0.0, max=0.95, step=0.05, description="agreement ≥"),
-    loglik_threshold=FloatSlider(value=-2.3, min=-8.0, max=0.0, step=0.1, description="log p(y|x) ≥"),
-    mismatch=FloatSlider(value=0.3, min=0.0, max=0.5, step=0.1, description="mismatched"),
-    label_noise=FloatSlider(value=0.2, min=0.0, max=0.4, step=0.1, description="wrong labels"),
-    seed=[0, 1, 2],
+    agreement_threshold=FloatSlider(value=0.5, min=0.0, max=0.95, step=0.05, description="agreement ≥", **room),
+    loglik_threshold=FloatSlider(value=-2.3, min=-8.0, max=0.0, step=0.1, description="log p(y|x) ≥", **room),
+    mismatch=FloatSlider(value=0.3, min=0.0, max=0.5, step=0.1, description="mismatched pairs", **room),
+    label_noise=FloatSlider(value=0.2, min=0.0, max=0.4, step=0.1, description="wrong labels", **room),
+    seed=Dropdown(options=[0, 1, 2], value=0, description="seed", **room),
     image_noise=fixed(0.6),
+    warmup_epochs=fixed(8),
+    epochs=fixed(40),
 )
 
 # %% [markdown]

@@ -8,15 +8,17 @@ Each case builds a module (or a function) and inputs on the CPU with a fixed see
 runs forward, backpropagates a fixed random projection of the outputs, and compares outputs and gradients
 (parameters and float inputs) with the CPU run by relative L2 error: ``‖a − b‖ / ‖b‖``. In float32 (TF32 off)
 the bound is 1e-4; under AMP (bfloat16, or float16 where bf16 is unsupported) it is 5e-2 — loose enough for
-half precision, tight enough to catch a wrong mask, dtype or device. Lesson modules are imported with
-``pytest.importorskip`` because they land one lesson at a time.
+half precision, tight enough to catch a wrong mask, dtype or device. Every module that defines an
+``nn.Module`` (methods and lesson modules alike) is scanned so that a new class without a case fails here.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import os
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,7 +33,8 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(DEVICE is None, reason="no CUDA device (MMLAB_GPU_TEST_DEVICE=cpu self-checks the harness)"),
 ]
-LESSON_MODULES = ("align", "fusion", "missing", "balance", "deploy", "quality", "contrastive")
+# every mmlab module, subpackages included, by its name under mmlab (e.g. "deploy.compression")
+MODULES = sorted(m.name.removeprefix("mmlab.") for m in pkgutil.walk_packages(mmlab.__path__, "mmlab.") if not m.ispkg)
 FP32_TOL, AMP_TOL = 1e-4, 5e-2
 
 
@@ -105,18 +108,20 @@ def _deploy_cases() -> list[Case]:
         return None, inputs, lambda _, s, t, y: mm.distillation_loss(s, t, y, temperature=3.0, alpha=0.7)
 
     def mlp(mm):
-        model = mm.MultimodalMLP({"image": 64, "audio": 20}, 10, width=32, depth=2, embed_dim=8)
+        model = mm.MultimodalMLP([64, 20], 10, width=32, depth=2, embed_dim=8)
         return model, (randn(8, 1, 8, 8), randn(8, 20, seed=1)), lambda m, x, a: m(x, a)
 
     def pruned(mm):
-        model = mm.MultimodalMLP({"image": 64, "audio": 20}, 10, width=32, depth=2, embed_dim=8)
-        small = mm.prune_structured(model, 0.5)  # rebuilt, smaller layers: must run anywhere the original did
+        from mmlab.deploy.compression import prune_structured
+
+        model = mm.MultimodalMLP([64, 20], 10, width=32, depth=2, embed_dim=8)
+        small = prune_structured(model, 0.5)  # rebuilt, smaller layers: must run anywhere the original did
         return small, (randn(8, 1, 8, 8), randn(8, 20, seed=1)), lambda m, x, a: m(x, a)
 
     return [
-        Case("deploy", ("distillation_loss",), distill),
-        Case("deploy", ("MultimodalMLP",), mlp),
-        Case("deploy", ("prune_structured",), pruned),
+        Case("deploy.distillation", ("distillation_loss",), distill),
+        Case("lessons.deployment", ("MultimodalMLP",), mlp),
+        Case("deploy.compression", ("prune_structured",), pruned),
     ]
 
 
@@ -248,7 +253,7 @@ def _quality_cases() -> list[Case]:
     two = (randn(8, 16), randn(8, 24, seed=1))
     return [
         Case(
-            "quality",
+            "lessons.pitfalls",
             ("FusionStack",),
             lambda mm: (mm.FusionStack([16, 24], 10, width=32, depth=2, residual=True), two, lambda m, *x: m(*x)),
         ),
@@ -282,7 +287,7 @@ def _flat(out) -> list[torch.Tensor]:
 def _run(case: Case, device: str, amp: bool):
     """Build the case on the CPU (seeded), move it to ``device``, forward (under AMP if asked), backward of a
     fixed random projection; return the outputs and the gradients, on the CPU in float32."""
-    mm = pytest.importorskip(f"mmlab.{case.module}")
+    mm = importlib.import_module(f"mmlab.{case.module}")
     torch.manual_seed(0)
     module, inputs, fn = case.build(mm)
     if module is not None:
@@ -350,10 +355,10 @@ def test_forward_backward_under_amp_close_to_cpu(case):
     _compare(case, amp=True, tol=AMP_TOL)
 
 
-@pytest.mark.parametrize("name", LESSON_MODULES)
+@pytest.mark.parametrize("name", MODULES)
 def test_every_module_class_has_a_gpu_case(name):
-    """Each nn.Module a lesson module defines is run here (or listed in COVERED_ELSEWHERE): tighten as they land."""
-    mm = pytest.importorskip(f"mmlab.{name}")
+    """Each nn.Module any mmlab module defines is run here (or listed in COVERED_ELSEWHERE)."""
+    mm = importlib.import_module(f"mmlab.{name}")
     classes = {
         n
         for n, obj in vars(mm).items()
@@ -387,7 +392,7 @@ def test_fit_on_device_matches_cpu_and_trains_under_amp():
 
 def test_modality_dropout_on_device():
     """ModDrop draws its masks on the CPU generator and moves them: the same masks on every device."""
-    mm = pytest.importorskip("mmlab.missing")
+    mm = importlib.import_module("mmlab.missing")
     present = torch.ones(64, 3, dtype=torch.bool)
     drops = []
     for device in ("cpu", DEVICE):
@@ -400,7 +405,7 @@ def test_modality_dropout_on_device():
 
 
 def test_gradient_modulation_and_gradnorm_on_device():
-    mm = pytest.importorskip("mmlab.balance")
+    mm = importlib.import_module("mmlab.balance")
 
     def run(device):
         torch.manual_seed(0)
