@@ -33,7 +33,7 @@
 # minute. **Time:** ~40 minutes.
 
 # %%
-# Colab only: fetch the course (package + data), install it, keep Colab's torch. Elsewhere: nothing.
+# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:
@@ -43,8 +43,7 @@ if "google.colab" in sys.modules:
     REPO_URL = "https://github.com/mmlab-course/mmlab"
     if not os.path.isdir("/content/mmlab"):
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/mmlab"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mmlab[course]"], check=True)
-    sys.path.insert(0, "/content/mmlab")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/mmlab[colab]"], check=True)
     os.chdir("/content/mmlab/notebooks")
 
 # %% [markdown]
