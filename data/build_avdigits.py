@@ -2,7 +2,8 @@
 
 Every digit word "zero".."nine" is spoken by 8 espeak-ng voices (6 for training, 2 held out for testing) at 4
 speed/pitch settings: 320 clips. Each clip is decoded from espeak-ng's 22.05 kHz WAV, resampled to 8 kHz with a
-polyphase filter, trimmed of leading and trailing silence and stored as int16 in ``mmlab/assets/avdigits_audio.npz`` (package data of ``mmlab``).
+polyphase filter, trimmed of leading and trailing silence and stored as int16 in
+``mmlab/assets/avdigits_audio.npz`` (package data of ``mmlab``).
 espeak-ng is deterministic, so a rebuild reproduces the committed file exactly (``tests/test_data.py`` checks
 this when espeak-ng is installed).
 

@@ -17,7 +17,7 @@ COLAB_INSTALL_SPEC = "/content/mmlab[colab]"  # what the cell pip-installs (test
 
 def colab_cell_source() -> str:
     """The exact source of each notebook's first code cell."""
-    return f'''# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
+    return f'''# Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:

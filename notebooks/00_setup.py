@@ -42,7 +42,7 @@
 # | 7 | [contrastive foundation model](07_contrastive.ipynb) | CLIP-style pretraining, zero-shot classification, retrieval |
 
 # %%
-# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
+# Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:

@@ -45,7 +45,7 @@
 # | 12 | read a "68% → 92%" claim critically | 3 |
 
 # %%
-# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
+# Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:

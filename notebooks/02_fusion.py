@@ -40,7 +40,7 @@
 # | 7–8 | measure cost, play with the trade-off | 10 |
 
 # %%
-# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
+# Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:

@@ -30,7 +30,7 @@
 # **Time:** ~25 minutes.
 
 # %%
-# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
+# Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:

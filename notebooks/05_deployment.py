@@ -37,7 +37,7 @@
 # machine absolute times wobble; ratios of medians measured in interleaved rounds are what we trust.
 
 # %%
-# Colab only: fetch the course, install mmlab and what Colab lacks (never its torch or kernel). Elsewhere: nothing.
+# Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:
