@@ -22,6 +22,7 @@ from ..checks import check_choice
 from ..data import SPLITS, load_avdigits
 from ..deploy import compare_latency
 from ..fusion import fusion_complexity
+from ..stats import sample_std
 from ..viz import new_figure
 
 __all__ = ["fusion_task", "time_fusions", "fusion_tradeoff_figure"]
@@ -61,9 +62,9 @@ def time_fusions(
     return {name: t.median for name, t in timings.items()}
 
 
-def _spread(values: Sequence[float]) -> float:
-    """Sample standard deviation (ddof=1) of per-seed values; 0 for a single value."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+def _spread(values, axis: int = 0):
+    """Error bars over seeds: :func:`mmlab.stats.sample_std` (ddof=1), drawn as 0 for a single seed."""
+    return np.nan_to_num(sample_std(values, axis))
 
 
 @lru_cache(maxsize=8)

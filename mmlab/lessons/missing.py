@@ -29,6 +29,7 @@ from ..missing import (
 )
 from ..models import MLPEncoder
 from ..runtime import seeded
+from ..stats import sample_std
 from ..train import History
 from ..viz import new_figure, plot_curves
 
@@ -143,9 +144,9 @@ def train_missing_model(
     return MissingRun(model, history, accuracy_by_pattern(model, test_inputs, data.test_labels))
 
 
-def _spread(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Sample standard deviation over seeds (ddof=1); 0 with a single seed."""
-    return values.std(axis=axis, ddof=1) if values.shape[axis] > 1 else np.zeros_like(values.mean(axis=axis))
+def _spread(values, axis: int = 0):
+    """Error bars over seeds: :func:`mmlab.stats.sample_std` (ddof=1), drawn as 0 for a single seed."""
+    return np.nan_to_num(sample_std(values, axis))
 
 
 def missing_curves_figure(
