@@ -18,18 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checks import check_tensor
-from .runtime import autocast, get_device
-from .train import History
+from .train import History, fit, make_loader, predict
 
 __all__ = [
     "INIT_LOGIT_SCALE",
@@ -46,11 +41,6 @@ __all__ = [
     "fill_templates",
     "zero_shot_weights",
     "zero_shot_predict",
-    "Gallery",
-    "retrieval_figure",
-    "easy_vqa_attributes",
-    "EASY_VQA_COLORS",
-    "EASY_VQA_SHAPES",
 ]
 
 INIT_LOGIT_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature τ = 0.07
@@ -204,8 +194,11 @@ class FrozenTextTower(nn.Module):
         return enc.float().clone()
 
     def train(self, mode: bool = True) -> FrozenTextTower:
-        super().train(mode)
-        self.encoder.eval()
+        """Set this module's flag only: the locked encoder stays in eval mode, and is not walked at every call
+        (a transformer has hundreds of submodules, and the training loop switches modes every epoch)."""
+        if not isinstance(mode, bool):
+            raise ValueError(f"mode must be a bool, got {mode!r}")
+        self.training = mode
         return self
 
     def ids(self, texts: Sequence[str]) -> torch.Tensor:
@@ -237,22 +230,24 @@ def lit_text_tower(
     return FrozenTextTower(load_text_encoder(name, verbose=verbose), texts)
 
 
-def _take(x: Inputs, idx: torch.Tensor) -> Inputs:
-    return tuple(t[idx] for t in x) if isinstance(x, (tuple, list)) else x[idx]
+def _tensors(name: str, x: Inputs) -> list[torch.Tensor]:
+    """The tensors of an input (a tensor, or a tuple/list of the arguments of a tower), checked to share N."""
+    tensors = list(x) if isinstance(x, (tuple, list)) else [x]
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise TypeError(f"{name} must be a tensor or a tuple of tensors")
+    sizes = [len(t) for t in tensors]
+    if len(set(sizes)) != 1:
+        raise ValueError(f"the tensors of {name} must share their first dimension, got {sizes}")
+    return tensors
 
 
 def _to(x: Inputs, device: torch.device) -> Inputs:
     return tuple(t.to(device) for t in x) if isinstance(x, (tuple, list)) else x.to(device)
 
 
-def _batch_size(name: str, x: Inputs) -> int:
-    tensors = list(x) if isinstance(x, (tuple, list)) else [x]
-    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
-        raise TypeError(f"{name} must be a tensor or a tuple of tensors")
-    sizes = {len(t) for t in tensors}
-    if len(sizes) != 1:
-        raise ValueError(f"the tensors of {name} must share their first dimension, got {[len(t) for t in tensors]}")
-    return sizes.pop()
+def _rebuild(parts: Sequence[torch.Tensor], like: Inputs) -> Inputs:
+    """``parts`` in the form of ``like``: one tensor, or a tuple of them."""
+    return tuple(parts) if isinstance(like, (tuple, list)) else parts[0]
 
 
 def train_contrastive(
@@ -272,21 +267,23 @@ def train_contrastive(
     desc: str = "contrastive",
 ) -> History:
     """Train ``model`` on matching pairs ``(x_a[i], x_b[i])`` with :func:`clip_loss` (or ``loss_fn(z_a, z_b,
-    logit_scale)``) and AdamW; returns a :class:`~mmlab.train.History`.
+    logit_scale)``) by :func:`mmlab.train.fit` with AdamW (no weight decay on biases and on the temperature).
 
-    Batches are drawn without replacement by a generator seeded with ``seed``; the last incomplete batch is
-    dropped so that every step has exactly ``batch_size`` candidates (chance loss ``ln batch_size``). History
-    keys: ``"loss"`` and ``"logit_scale"`` per step, ``"epoch_loss"`` per epoch.
+    Each epoch draws a new order from a generator seeded with ``seed`` (:func:`mmlab.train.make_loader`) and
+    drops the last incomplete batch, so that every step has exactly ``batch_size`` candidates (chance loss
+    ``ln batch_size``). ``x_a`` / ``x_b`` are a tensor or a tuple of a tower's arguments (e.g. audio and its
+    lengths). The towers run under AMP on CUDA; the loss is computed in float32. Returns the
+    :class:`~mmlab.train.History`: per step ``history.steps_log["loss"]`` and ``["logit_scale"]`` (the ``t``
+    used in that step's loss), per epoch ``history["train_loss"]`` and ``["logit_scale"]`` (epoch means).
     """
-    n = _batch_size("x_a", x_a)
-    if _batch_size("x_b", x_b) != n:
-        raise ValueError(f"x_a and x_b must hold the same number of pairs, got {n} and {_batch_size('x_b', x_b)}")
+    parts_a, parts_b = _tensors("x_a", x_a), _tensors("x_b", x_b)
+    n, n_b = len(parts_a[0]), len(parts_b[0])
+    if n_b != n:
+        raise ValueError(f"x_a and x_b must hold the same number of pairs, got {n} and {n_b}")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     if not 2 <= batch_size <= n:
         raise ValueError(f"batch_size must be in [2, {n}] (the number of pairs), got {batch_size}")
-    device = torch.device(device) if device is not None else get_device()
-    model.to(device).train()
     loss_fn = loss_fn or clip_loss
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() > 1]  # no weight decay on biases and on the temperature
@@ -294,47 +291,38 @@ def train_contrastive(
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=lr
     )
-    gen = torch.Generator().manual_seed(seed)
-    history = History()
-    steps = n // batch_size
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
-    for _ in bar:
-        order = torch.randperm(n, generator=gen)
-        total = 0.0
-        for s in range(steps):
-            idx = order[s * batch_size : (s + 1) * batch_size]
-            a, b = _to(_take(x_a, idx), device), _to(_take(x_b, idx), device)
-            with autocast(device, enabled=amp):
-                za, zb = model(a, b)
+    loader = make_loader(*parts_a, *parts_b, batch_size=batch_size, shuffle=True, seed=seed, drop_last=True)
+    k = len(parts_a)
+
+    def compute_loss(model: DualEncoder, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        za, zb = model(_rebuild(batch[:k], x_a), _rebuild(batch[k:], x_b))
+        with torch.autocast(za.device.type, enabled=False):  # the B×B logits and softmax in float32
             loss = loss_fn(za.float(), zb.float(), model.logit_scale)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()}; lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            history.log(loss=loss.item(), logit_scale=float(model.logit_scale.detach()))
-        history.log(epoch_loss=total / steps)
-        bar.set_postfix(loss=f"{total / steps:.3f}", tau=f"{model.temperature:.3f}")
-    return history
+        return {"loss": loss, "logit_scale": float(model.logit_scale.detach())}
+
+    return fit(
+        model,
+        loader,
+        epochs=epochs,
+        optimizer=opt,
+        compute_loss=compute_loss,
+        log_steps=True,
+        device=device,
+        amp=amp,
+        progress=progress,
+        desc=desc,
+    )
 
 
-@torch.no_grad()
 def embed(fn: Callable[[Inputs], torch.Tensor], x: Inputs, batch_size: int = 1024) -> torch.Tensor:
-    """``fn`` (e.g. ``model.embed_a``, which moves inputs to the model's device) applied to ``x`` in batches
-    without gradients; a model owning ``fn`` is put in eval mode for the call and restored after. Returns
-    (N, D) on the CPU."""
-    n = _batch_size("x", x)
-    model = getattr(fn, "__self__", None)
-    was_training = isinstance(model, nn.Module) and model.training
-    if isinstance(model, nn.Module):
-        model.eval()
-    try:
-        out = [fn(_take(x, torch.arange(i, min(i + batch_size, n)))).float().cpu() for i in range(0, n, batch_size)]
-    finally:
-        if was_training:
-            model.train()
-    return torch.cat(out)
+    """``fn`` (e.g. ``model.embed_a``, which moves inputs to the model's device) applied to ``x`` (a tensor or
+    a tuple of a tower's arguments) in batches of ``batch_size`` without gradients, by
+    :func:`mmlab.train.predict`; a model owning ``fn`` is in eval mode for the call and restored after.
+    Returns (N, D) float32 on the CPU."""
+    parts = _tensors("x", x)
+    owner = getattr(fn, "__self__", None)
+    model = owner if isinstance(owner, nn.Module) else nn.Module()  # a plain function: no mode to switch
+    return predict(model, parts, batch_size=batch_size, fn=lambda *xs: fn(_rebuild(xs, x)))
 
 
 def retrieval_metrics(
@@ -413,92 +401,3 @@ def zero_shot_weights(embed_text: Callable[[list[str]], torch.Tensor], class_pro
 def zero_shot_predict(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``argmax_c ẑ·w_c`` for embeddings ``z`` (N, D) and class embeddings ``weights`` (C, D): (N,) class ids."""
     return similarity_logits(z, weights.to(z.device), 0.0).argmax(1)
-
-
-@dataclass
-class Gallery:
-    """Items to search for :func:`retrieval_figure`: their embeddings ``emb`` (N, D) in a model's shared space,
-    a function ``embed_query(list[str]) -> (K, D)`` into that space, what to draw per item (``pictures``:
-    images (N, C, H, W) or spectrograms (N, mels, frames) with ``lengths`` valid frames) and ``labels``."""
-
-    name: str
-    emb: torch.Tensor
-    embed_query: Callable[[list[str]], torch.Tensor]
-    pictures: torch.Tensor
-    labels: Sequence[str]
-    lengths: torch.Tensor | None = None
-
-
-def retrieval_figure(query: str, top_k: int = 5, temperature: float = 0.07, *, galleries: Sequence[Gallery]) -> Figure:
-    """The lesson's search widget: the ``top_k`` items of each gallery for a text ``query``, with the cosine
-    similarity and the retrieval probability ``softmax(cos/τ)`` over the whole gallery at ``temperature`` τ."""
-    from .viz import new_figure
-
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a str, got {type(query).__name__}")
-    if not galleries:
-        raise ValueError("galleries must hold at least one Gallery")
-    if not 1 <= top_k <= min(len(g.emb) for g in galleries):
-        raise ValueError(f"top_k must be in [1, {min(len(g.emb) for g in galleries)}], got {top_k}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    query = query.strip() or " "
-    fig, axes = new_figure(len(galleries), top_k, size=(1.6 * top_k + 0.6, 2.1 * len(galleries) + 0.5), squeeze=False)
-    for row, g in zip(axes, galleries):
-        with torch.no_grad():
-            q = g.embed_query([query]).float().cpu()
-        cos = similarity_logits(q, g.emb.float().cpu(), 0.0)[0]
-        prob = torch.softmax(cos / temperature, 0)
-        top = cos.topk(top_k).indices
-        for ax, i in zip(row, top.tolist()):
-            pic = g.pictures[i].detach().cpu().float()
-            if pic.dim() == 3 and pic.shape[0] in (1, 3):  # an image
-                pic = pic.permute(1, 2, 0)
-                ax.imshow(pic.squeeze(-1).clamp(0, 1).numpy(), cmap="gray_r" if pic.shape[-1] == 1 else None)
-            else:  # a spectrogram
-                n = int(g.lengths[i]) if g.lengths is not None else pic.shape[-1]
-                ax.imshow(pic[:, :n].numpy(), origin="lower", aspect="auto", cmap="magma")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{g.labels[i]}\ncos {cos[i]:.2f} · p {prob[i]:.2f}", fontsize=8)
-        row[0].set_ylabel(g.name, fontsize=9)
-    fig.suptitle(f"top {top_k} for “{query.strip()}” (p = softmax(cos/τ) over each gallery, τ = {temperature:.2f})")
-    return fig
-
-
-EASY_VQA_COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
-EASY_VQA_SHAPES = ("circle", "rectangle", "triangle")
-
-
-def easy_vqa_attributes(ds) -> tuple[np.ndarray, np.ndarray]:
-    """Colour and shape of every easy-VQA image, read off its questions and answers: ``(color, shape)``, each
-    (n_images,) int arrays indexing ``EASY_VQA_COLORS`` ("red", "green", ...) and ``EASY_VQA_SHAPES`` ("circle",
-    "rectangle", "triangle"); ``-1`` where the questions do not pin it down.
-
-    "What color is the circle? → blue" names both; a yes/no question ("is there no red shape?" → "no") says
-    that an attribute is present or absent; when all but one value are ruled out, the last one is it.
-    """
-    n = int(ds.image.shape[0])
-    cands = [[set(range(len(EASY_VQA_COLORS))), set(range(len(EASY_VQA_SHAPES)))] for _ in range(n)]
-    for q, a, i in zip(ds.question, ds.answer.tolist(), ds.image_id.tolist()):
-        ans = ds.answers[a]
-        words = q.rstrip("?").split()
-        named = [
-            (k, vocab.index(w))
-            for k, vocab in enumerate((EASY_VQA_COLORS, EASY_VQA_SHAPES))
-            for w in words
-            if w in vocab
-        ]
-        if ans in ("yes", "no"):
-            present = (ans == "yes") != ("not" in words or "no" in words)
-            for k, v in named:
-                cands[i][k] = cands[i][k] & {v} if present else cands[i][k] - {v}
-        else:
-            for k, vocab in enumerate((EASY_VQA_COLORS, EASY_VQA_SHAPES)):
-                if ans in vocab:
-                    cands[i][k] &= {vocab.index(ans)}
-            for k, v in named:  # "what color is the circle?": the named attribute is present too
-                cands[i][k] &= {v}
-    color = np.array([next(iter(c[0])) if len(c[0]) == 1 else -1 for c in cands])
-    shape = np.array([next(iter(c[1])) if len(c[1]) == 1 else -1 for c in cands])
-    return color, shape

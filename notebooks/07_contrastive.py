@@ -34,7 +34,7 @@
 # similarity. Everything runs on a laptop CPU in about a minute. **Time:** ~40 minutes.
 
 # %%
-# Colab only: fetch the course (package + data), install it, keep Colab's torch. Elsewhere: nothing.
+# Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
 import sys
 
 if "google.colab" in sys.modules:
@@ -44,8 +44,7 @@ if "google.colab" in sys.modules:
     REPO_URL = "https://github.com/mmlab-course/mmlab"
     if not os.path.isdir("/content/mmlab"):
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/mmlab"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mmlab[course]"], check=True)
-    sys.path.insert(0, "/content/mmlab")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/mmlab[colab]"], check=True)
     os.chdir("/content/mmlab/notebooks")
 
 # %% [markdown]
@@ -69,12 +68,12 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ipywidgets import FloatSlider, IntSlider, Text, fixed, interact
+from ipywidgets import FloatSlider, IntSlider, Layout, Text, fixed, interact
 
 from mmlab import get_device, seed_everything
-from mmlab.data import DIGIT_WORDS, load_avdigits, load_easy_vqa
-from mmlab.models import AudioCNN, ImageCNN, MLPEncoder, TextBagEncoder
-from mmlab.text import WordTokenizer, load_text_encoder
+from mmlab.data import DIGIT_WORDS, load_avdigits
+from mmlab.models import AudioCNN, ImageCNN, MLPEncoder
+from mmlab.text import load_text_encoder
 from mmlab.viz import bar_chart, new_figure, plot_curves, show_images
 
 device = get_device()
@@ -135,8 +134,8 @@ assert clip_loss(a, a) < 0.5 * math.log(8) < math.log(8) < clip_loss(a, b)
 # A shortcut that looks reasonable: we want matching pairs close, so minimise `1 − cos(image_i, text_i)` over
 # the pairs, and skip the B × B matrix. Let's train it. The towers: an MLP on the 64 pixels, and for text the
 # pretrained **all-MiniLM-L6-v2**, frozen (more in §6); each tower ends in a linear projection head into a
-# 32-d shared space. `mmlab.contrastive.DualEncoder` wires that up; `train_contrastive` is a plain AdamW loop
-# over shuffled batches of pairs.
+# 32-d shared space. `mmlab.contrastive.DualEncoder` wires that up; `train_contrastive` trains it with the
+# course's one loop, `mmlab.train.fit` (AdamW over shuffled batches of pairs, the loss given as a hook).
 #
 # A frozen text tower gives the same vector for the same caption every time, so we compute MiniLM's embedding
 # **once per distinct text** (a couple of hundred here) and look it up during training — `FrozenTextTower` does this;
@@ -153,6 +152,7 @@ from mmlab.contrastive import (
     zero_shot_predict,
     zero_shot_weights,
 )
+from mmlab.lessons.contrastive import summarize  # mean and standard deviation (ddof=1) of a metric over runs
 
 minilm = load_text_encoder("sentence-transformers/all-MiniLM-L6-v2")  # offline: the packaged copy, and it says so
 digit_tower = FrozenTextTower(minilm, train.text + test.text)
@@ -188,7 +188,7 @@ z_img = embed(naive.embed_a, test.image)
 z_txt = embed(naive.embed_b, digit_tower.ids(test.text))
 off_diag = ~torch.eye(len(z_img), dtype=torch.bool)
 spread = (z_img @ z_img.T)[off_diag].mean().item()
-print(f"final 'pull together' loss {h_naive['epoch_loss'][-1]:.5f}  (0 is its best possible value)")
+print(f"final 'pull together' loss {h_naive['train_loss'][-1]:.5f}  (0 is its best possible value)")
 print(f"mean cosine between embeddings of *different* test images: {spread:.4f}")
 print(
     f"CLIP loss of these embeddings on a test batch of {BATCH}: {clip_loss(z_img[:BATCH], z_txt[:BATCH], naive.logit_scale):.3f}"
@@ -261,14 +261,9 @@ for seed in SEEDS:
     naive_runs[seed] = digit_eval(naive, digit_tower.ids)
 
 
-def summary(runs, key):
-    vals = np.array([r[key] for r in runs])
-    return vals.mean(), vals.std()
-
-
 for name, runs in (("pull together", list(naive_runs.values())), ("CLIP loss", [r[2] for r in lit_runs.values()])):
     cells = "  ".join(
-        f"{k} {m:.3f}±{s:.3f}" for k in ("image→text R@1", "text→image R@1") for m, s in [summary(runs, k)]
+        f"{k} {m:.3f}±{s:.3f}" for k in ("image→text R@1", "text→image R@1") for m, s in [summarize(runs, k)]
     )
     print(f"{name:14s} {cells}")
 
@@ -283,9 +278,9 @@ for name, runs in (("pull together", list(naive_runs.values())), ("CLIP loss", [
 # its nearly identical vectors — but far below the CLIP loss, and nothing in its loss told us.
 
 # %%
-lit_R1 = summary([r[2] for r in lit_runs.values()], "image→text R@1")[0]
-naive_R1 = summary(list(naive_runs.values()), "image→text R@1")[0]
-assert h_naive["epoch_loss"][-1] < 0.01, "the tempting loss reaches ~0 ..."
+lit_R1 = summarize([r[2] for r in lit_runs.values()], "image→text R@1")[0]
+naive_R1 = summarize(list(naive_runs.values()), "image→text R@1")[0]
+assert h_naive["train_loss"][-1] < 0.01, "the tempting loss reaches ~0 ..."
 assert spread > 0.99, "... because every embedding collapses onto one point"
 assert abs(clip_loss(z_img[:BATCH], z_txt[:BATCH], naive.logit_scale).item() - math.log(BATCH)) < 0.05
 assert 0.2 < naive_R1 < lit_R1 - 0.2, (naive_R1, lit_R1)
@@ -297,12 +292,12 @@ assert 0.2 < naive_R1 < lit_R1 - 0.2, (naive_R1, lit_R1)
 # %%
 model0, hist0, _ = lit_runs[SEEDS[0]]
 fig, (ax1, ax2) = new_figure(1, 2, size=(10, 3.4))
-steps = np.arange(1, len(hist0["loss"]) + 1)
-ax1.plot(steps, hist0["loss"], lw=1, label="CLIP loss (training batch)")
+steps = np.arange(1, hist0.steps + 1)  # per-step values: hist0.steps_log; per-epoch values: hist0.metrics
+ax1.plot(steps, hist0.steps_log["loss"], lw=1, label="CLIP loss (training batch)")
 ax1.axhline(math.log(BATCH), ls="--", color="gray", label=f"chance: ln {BATCH} = {math.log(BATCH):.2f}")
 ax1.set(xlabel="step", ylabel="loss (nats)", title="Training loss vs chance")
 ax1.legend()
-ax2.plot(steps, np.exp(-np.array(hist0["logit_scale"])), color="tab:orange")
+ax2.plot(steps, np.exp(-np.array(hist0.steps_log["logit_scale"])), color="tab:orange")
 ax2.set(xlabel="step", ylabel="temperature τ = 1/exp(t)", title="Learned temperature")
 fig
 
@@ -343,10 +338,10 @@ for key in (
     "zero-shot (5 prompts)",
     "zero-shot ('the number 7')",
 ):
-    m, s = summary([r[2] for r in lit_runs.values()], key)
+    m, s = summarize([r[2] for r in lit_runs.values()], key)
     rows[key] = m
     print(f"{key:28s} {m:.3f} ± {s:.3f}   seeds: {[round(r[2][key], 3) for r in lit_runs.values()]}")
-final_loss = np.mean([h["epoch_loss"][-1] for _, h, _ in lit_runs.values()])
+final_loss = np.mean([h["train_loss"][-1] for _, h, _ in lit_runs.values()])
 print(f"final training loss {final_loss:.2f} vs chance ln {BATCH} = {math.log(BATCH):.2f}")
 
 # %%
@@ -385,42 +380,28 @@ for seed in SEEDS:
     rep["zero-shot (5 prompts)"] = (zero_shot_predict(z_a, w) == test.label).float().mean().item()
     audio_runs[seed] = (amodel, rep)
 for key in ("audio→text R@1", "text→audio R@1", "zero-shot (5 prompts)"):
-    m, s = summary([r for _, r in audio_runs.values()], key)
+    m, s = summarize([r for _, r in audio_runs.values()], key)
     print(f"{key:24s} {m:.3f} ± {s:.3f}   seeds: {[round(r[key], 3) for _, r in audio_runs.values()]}")
 
 # %%
 assert not set(train.voice.tolist()) & set(test.voice.tolist()), "test voices are unseen"
-assert summary([r for _, r in audio_runs.values()], "audio→text R@1")[0] > 0.7, "far above chance (0.1)"
-assert summary([r for _, r in audio_runs.values()], "zero-shot (5 prompts)")[0] > 0.7, "far above chance (0.1)"
+assert summarize([r for _, r in audio_runs.values()], "audio→text R@1")[0] > 0.7, "far above chance (0.1)"
+assert summarize([r for _, r in audio_runs.values()], "zero-shot (5 prompts)")[0] > 0.7, "far above chance (0.1)"
 
 # %% [markdown]
 # ## 5. A second data set: easy-VQA shapes
 # easy-VQA comes as images with questions ("what color is the shape?" → "blue"; "is there no triangle?" →
 # "yes"). A question alone is a poor caption — "what color is the shape?" fits every image — but the
 # question–answer pairs tell us each image's colour and shape, from which we write captions such as "a blue
-# circle" (`mmlab.contrastive.easy_vqa_attributes`; the few images whose questions leave an attribute open are
-# dropped). Images are resized to 16×16; the image tower is a small CNN.
+# circle" (`mmlab.lessons.contrastive.easy_vqa_pairs`, which reads the attributes with `easy_vqa_attributes` and
+# fills one of four caption templates; the few images whose questions leave an attribute open are dropped).
+# Images are resized to 16×16; the image tower is a small CNN.
 
 # %%
-from mmlab.contrastive import EASY_VQA_COLORS as COLORS, EASY_VQA_SHAPES as SHAPES, easy_vqa_attributes
+from mmlab.lessons.contrastive import EASY_VQA_COLORS as COLORS, EASY_VQA_SHAPES as SHAPES, easy_vqa_pairs
 
-CAPTION_TEMPLATES = ["a {c} {s}", "a {s} that is {c}", "the picture shows a {c} {s}", "{c} {s}"]
-
-
-def shape_pairs(split, max_images, seed):
-    ds = load_easy_vqa(split, max_images=max_images, image_size=16)
-    color, shape = easy_vqa_attributes(ds)
-    keep = np.flatnonzero((color >= 0) & (shape >= 0))
-    rng = np.random.default_rng(seed)
-    captions = [
-        CAPTION_TEMPLATES[rng.integers(len(CAPTION_TEMPLATES))].format(c=COLORS[color[i]], s=SHAPES[shape[i]])
-        for i in keep
-    ]
-    return ds.image[keep], captions, torch.from_numpy(color[keep]), torch.from_numpy(shape[keep])
-
-
-vqa_img, vqa_txt, vqa_color, vqa_shape = shape_pairs("train", 800, seed=0)
-vqa_img_test, vqa_txt_test, vqa_color_test, vqa_shape_test = shape_pairs("test", 300, seed=1)
+vqa_img, vqa_txt, vqa_color, vqa_shape = easy_vqa_pairs("train", 800, seed=0)
+vqa_img_test, vqa_txt_test, vqa_color_test, vqa_shape_test = easy_vqa_pairs("test", 300, seed=1)
 pix_mean, pix_std = vqa_img.mean((0, 2, 3), keepdim=True), vqa_img.std((0, 2, 3), keepdim=True)
 print(f"{len(vqa_img)} training pairs, {len(vqa_img_test)} test pairs; e.g. {vqa_txt[:4]}")
 show_images(
@@ -458,7 +439,7 @@ for seed in SEEDS[:2]:
         w = zero_shot_weights(text_embedder(vmodel, vqa_tower.ids), prompts)
         rep[f"zero-shot {name}"] = (zero_shot_predict(z_v, w) == vqa_targets[name]).float().mean().item()
     vqa_runs[seed] = (vmodel, rep)
-vqa_mean = {k: summary([r for _, r in vqa_runs.values()], k)[0] for k in vqa_runs[SEEDS[0]][1]}
+vqa_mean = {k: summarize([r for _, r in vqa_runs.values()], k)[0] for k in vqa_runs[SEEDS[0]][1]}
 print({k: [round(r[k], 3) for _, r in vqa_runs.values()] for k in vqa_mean if "R@1" in k or "zero" in k})
 shown = {
     "image→text R@1": 1 / 24,
@@ -503,48 +484,29 @@ assert vqa_mean["image→text R@1"] > 0.7 and vqa_mean["text→image R@1"] > 0.7
 
 
 # %%
-def scratch_tower(texts):
-    """A bag-of-words text tower over the vocabulary of ``texts``, and its text → token-ids function."""
-    tok = WordTokenizer(texts)
-    return TextBagEncoder(len(tok), 64), (lambda t: tok(t, max_len=8)[0])
-
-
-def run_size(n, seed, kind):
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(100 + seed))[:n]
-    texts = [train.text[i] for i in idx.tolist()]
-    seed_everything(seed)
-    if kind == "frozen MiniLM":
-        tower, to_input = digit_tower, digit_tower.ids
-    else:
-        tower, to_input = scratch_tower(texts)
-    model = digit_model(tower)
-    batch = min(BATCH, n)
-    train_contrastive(
-        model,
-        train.image[idx],
-        to_input(texts),
-        epochs=240 // (n // batch),
-        batch_size=batch,
-        seed=seed,
-        desc=f"{kind} n={n}",
-        progress=False,
-    )
-    return digit_eval(model, to_input)
-
+from mmlab.lessons.contrastive import data_size_run
 
 SIZES = [30, 100, 300, len(train)]
 KINDS = ["frozen MiniLM", "from scratch"]
-size_runs = {
-    (n, k): [lit_runs[s][2] if (n == len(train) and k == KINDS[0]) else run_size(n, s, k) for s in SEEDS]
-    for n in SIZES
-    for k in KINDS
-}
+
+
+def size_run(n, seed, kind):
+    """Zero-shot and retrieval scores of a model trained on n random pairs (data_size_run: ~240 steps each)."""
+    if n == len(train) and kind == KINDS[0]:
+        return lit_runs[seed][2]  # trained in §3
+    tower = digit_tower if kind == KINDS[0] else None  # None: a bag of word embeddings over the n captions
+    return data_size_run(
+        digit_model, train.image, train.text, n, seed, evaluate=digit_eval, text_tower=tower, desc=f"{kind} n={n}"
+    )
+
+
+size_runs = {(n, k): [size_run(n, s, k) for s in SEEDS] for n in SIZES for k in KINDS}
 
 # %%
 fig, axes = new_figure(1, 2, size=(10.5, 3.6))
 for ax, key in zip(axes, ("zero-shot (5 prompts)", "zero-shot ('the number 7')")):
-    curves = {k: [summary(size_runs[n, k], key)[0] for n in SIZES] for k in KINDS}
-    errs = {k: [summary(size_runs[n, k], key)[1] for n in SIZES] for k in KINDS}
+    curves = {k: [summarize(size_runs[n, k], key)[0] for n in SIZES] for k in KINDS}
+    errs = {k: [summarize(size_runs[n, k], key)[1] for n in SIZES] for k in KINDS}
     plot_curves(
         SIZES,
         curves,
@@ -564,7 +526,7 @@ num_key = "zero-shot ('the number 7')"
 
 
 def gap(n, key):
-    return summary(size_runs[n, KINDS[0]], key)[0] - summary(size_runs[n, KINDS[1]], key)[0]
+    return summarize(size_runs[n, KINDS[0]], key)[0] - summarize(size_runs[n, KINDS[1]], key)[0]
 
 
 for n in SIZES:
@@ -598,55 +560,31 @@ assert gap(len(train), num_key) < gap(100, num_key) and gap(len(train), "zero-sh
 # as a fraction of `ln B`.
 
 # %%
+from mmlab.lessons.contrastive import sweep_figure, train_seeds
+
+
 def sweep_runs(batch_size=BATCH, desc="", **model_kwargs):
-    """Train one image↔text model per seed; test metrics plus the final loss as a fraction of ln B."""
-    runs = []
-    for seed in SEEDS:
-        seed_everything(seed)
-        model = digit_model(**model_kwargs)
-        h = train_contrastive(
-            model,
-            train.image,
-            digit_tower.ids(train.text),
-            epochs=EPOCHS,
-            batch_size=batch_size,
-            seed=seed,
-            desc=f"{desc} seed {seed}",
-            progress=False,
-        )
-        runs.append({**digit_eval(model, digit_tower.ids), "loss/lnB": h["epoch_loss"][-1] / math.log(batch_size)})
-    return runs
-
-
-def plot_sweep(xs, runs, name, xlabel, what):
-    """R@1 and final loss / ln B against a swept setting (log x), mean ± std over the seeds."""
-    fig, axes = new_figure(1, 2, size=(10.5, 3.6))
-    for ax, key, label in (
-        (axes[0], "image→text R@1", "test R@1 (fraction)"),
-        (axes[1], "loss/lnB", "final training loss / ln B"),
-    ):
-        plot_curves(
-            xs,
-            {name: [summary(runs[x], key)[0] for x in xs]},
-            errors={name: [summary(runs[x], key)[1] for x in xs]},
-            logx=True,
-            xlabel=xlabel,
-            ylabel=label,
-            title=f"{label.split(' (')[0]} vs {what}, 3 seeds",
-            ax=ax,
-        )
-    axes[0].set_ylim(0.85, 1.0)
-    return fig, axes
+    """One image↔text model per seed (train_seeds): test metrics plus the final loss as a fraction of ln B."""
+    return train_seeds(
+        lambda: digit_model(**model_kwargs),
+        train.image,
+        digit_tower.ids(train.text),
+        lambda model: digit_eval(model, digit_tower.ids),
+        seeds=SEEDS,
+        epochs=EPOCHS,
+        batch_size=batch_size,
+        desc=desc,
+    )
 
 
 TAUS = [0.01, 0.03, 0.1, 0.3, 1.0]
 tau_runs = {tau: sweep_runs(temperature=tau, learn_temperature=False, desc=f"tau={tau}") for tau in TAUS}
-learned = [{**r[2], "loss/lnB": r[1]["epoch_loss"][-1] / math.log(BATCH)} for r in lit_runs.values()]
+learned = [{**r[2], "loss/lnB": r[1]["train_loss"][-1] / math.log(BATCH)} for r in lit_runs.values()]
 learned_tau = np.mean([m.temperature for m, _, _ in lit_runs.values()])
 
-fig, axes = plot_sweep(TAUS, tau_runs, "fixed τ", "temperature τ (log scale)", "τ")
+fig, axes = sweep_figure(TAUS, tau_runs, "fixed τ", "temperature τ (log scale)", "τ")
 for ax, key in zip(axes, ("image→text R@1", "loss/lnB")):
-    m, s = summary(learned, key)
+    m, s = summarize(learned, key)
     ax.errorbar(
         [learned_tau], [m], yerr=[s], fmt="*", ms=12, color="tab:red", label=f"learned (ends at τ={learned_tau:.3f})"
     )
@@ -654,7 +592,7 @@ for ax, key in zip(axes, ("image→text R@1", "loss/lnB")):
 fig
 
 # %%
-r1 = {t: summary(tau_runs[t], "image→text R@1")[0] for t in TAUS}
+r1 = {t: summarize(tau_runs[t], "image→text R@1")[0] for t in TAUS}
 for name, runs in [*((f"fixed τ={t}", tau_runs[t]) for t in TAUS), (f"learned (τ→{learned_tau:.3f})", learned)]:
     print(
         f"{name:22s} R@1 {[round(r['image→text R@1'], 3) for r in runs]}   "
@@ -681,8 +619,10 @@ warm, cold = (r1[0.3] + r1[1.0]) / 2, (r1[0.01] + r1[0.03] + r1[0.1]) / 3
 print(f"warm (τ ≥ 0.3) {warm:.3f} · cold (τ ≤ 0.1) {cold:.3f} · learned {lit_R1:.3f}")
 assert warm > cold + 0.015, "warm fixed temperatures retrieve better than cold ones here"
 assert r1[1.0] > lit_R1 + 0.005, "τ = 1 beats the learned temperature here"
-assert summary(tau_runs[1.0], "loss/lnB")[0] > 0.7 and r1[1.0] > 0.95, "near-chance loss, excellent retrieval"
-assert summary(tau_runs[0.01], "loss/lnB")[0] > summary(tau_runs[0.1], "loss/lnB")[0] + 0.05, "too cold trains worse"
+assert summarize(tau_runs[1.0], "loss/lnB")[0] > 0.7 and r1[1.0] > 0.95, "near-chance loss, excellent retrieval"
+assert summarize(tau_runs[0.01], "loss/lnB")[0] > summarize(tau_runs[0.1], "loss/lnB")[0] + 0.05, (
+    "too cold trains worse"
+)
 assert learned_tau < 0.07, "the learned temperature moves down from its start"
 
 # %% [markdown]
@@ -692,11 +632,11 @@ assert learned_tau < 0.07, "the learned temperature moves down from its start"
 # %%
 BATCHES = [32, 128, 512, 1024]
 bs_runs = {bs: learned if bs == BATCH else sweep_runs(batch_size=bs, desc=f"batch {bs}") for bs in BATCHES}
-fig, _ = plot_sweep(BATCHES, bs_runs, "learned τ", "batch size (log scale)", "batch size")
+fig, _ = sweep_figure(BATCHES, bs_runs, "learned τ", "batch size (log scale)", "batch size")
 fig
 
 # %%
-bs_r1 = {b: summary(bs_runs[b], "image→text R@1")[0] for b in BATCHES}
+bs_r1 = {b: summarize(bs_runs[b], "image→text R@1")[0] for b in BATCHES}
 for b in BATCHES:
     print(
         f"batch {b:5d}  R@1 {[round(r['image→text R@1'], 3) for r in bs_runs[b]]}   "
@@ -716,12 +656,12 @@ assert max(bs_r1[b] for b in BATCHES[:3]) - min(bs_r1[b] for b in BATCHES[:3]) <
 # ## 8. Search with words
 # Type a query; the widget embeds it with MiniLM (any text, not only training captions), projects it with each
 # model's text head and shows the nearest test images and clips, with their cosine and the retrieval
-# probability `softmax(cos/τ)` over the whole gallery. Move **top k** and **τ**. A query about shapes still
+# probability `softmax(cos/τ)` over the whole gallery. Move **top k** and **temperature τ**. A query about shapes still
 # returns *some* digits: retrieval always answers; the cosine tells you how much to trust it. (The 360 test
 # items reuse 80 distinct clips; the speech gallery holds each clip once.)
 
 # %%
-from mmlab.contrastive import Gallery, retrieval_figure
+from mmlab.lessons.contrastive import Gallery, retrieval_figure
 from mmlab.data import load_audio_clips
 
 clips = load_audio_clips()
@@ -752,13 +692,19 @@ galleries = [
     ),
 ]
 
+
 # %%
 # NBVAL_IGNORE_OUTPUT
+def wide():
+    """Room for a control's description and value."""
+    return dict(style={"description_width": "initial"}, layout=Layout(width="420px"))
+
+
 _ = interact(
     retrieval_figure,
-    query=Text(value="a handwritten seven", description="query", continuous_update=False),
-    top_k=IntSlider(5, 1, 8, description="top k"),
-    temperature=FloatSlider(value=0.07, min=0.01, max=1.0, step=0.01, description="τ"),
+    query=Text(value="a handwritten seven", description="query", continuous_update=False, **wide()),
+    top_k=IntSlider(5, 1, 8, description="top k", **wide()),
+    temperature=FloatSlider(value=0.07, min=0.01, max=1.0, step=0.01, description="temperature τ", **wide()),
     galleries=fixed(galleries),
 )
 # %% [markdown]
@@ -778,7 +724,11 @@ def listen(query="the number three", top_k=3):
         display(Audio(clips["wave"][c, : clips["length"][c]] / 32768, rate=int(clips["sample_rate"])))
 
 
-_ = interact(listen, query=Text(value="the number three", continuous_update=False), top_k=IntSlider(3, 1, 5))
+_ = interact(
+    listen,
+    query=Text(value="the number three", description="query", continuous_update=False, **wide()),
+    top_k=IntSlider(3, 1, 5, description="top k", **wide()),
+)
 # %%
 with torch.no_grad():
     q7 = galleries[0].embed_query(["a handwritten seven"]).cpu()

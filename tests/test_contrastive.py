@@ -1,26 +1,19 @@
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
 
 from mmlab.contrastive import (
-    EASY_VQA_COLORS,
-    EASY_VQA_SHAPES,
     INIT_LOGIT_SCALE,
     MAX_LOGIT_SCALE,
     DualEncoder,
     FrozenTextTower,
-    Gallery,
     clip_loss,
-    easy_vqa_attributes,
     embed,
     fill_templates,
     lit_text_tower,
-    retrieval_figure,
     retrieval_metrics,
     retrieval_report,
     similarity_logits,
@@ -28,7 +21,8 @@ from mmlab.contrastive import (
     zero_shot_predict,
     zero_shot_weights,
 )
-from mmlab.models import MLPEncoder
+from mmlab.models import AudioCNN, MLPEncoder
+from mmlab.train import History
 
 
 def _reference_loss(a, b, t):
@@ -169,6 +163,8 @@ def test_frozen_text_tower_looks_up_and_encodes_new_texts():
     enc = _FakeTextEncoder()
     tower = FrozenTextTower(enc, ["a seven", "a two", "a seven"])
     assert len(tower.table) == 2 and tower.out_dim == 16 and not enc.w.requires_grad
+    assert tower.train().training and not enc.training  # the locked encoder stays in eval mode
+    assert not tower.eval().training and not enc.training
     ids = tower.ids(["a two", "a seven"])
     assert ids.tolist() == [1, 0] and enc.calls == 1
     out = tower(tower.ids(["a nine", "a two"]))  # "a nine" is encoded on the fly and appended
@@ -222,8 +218,11 @@ def test_train_contrastive_learns_a_shared_space():
     torch.manual_seed(0)
     m = DualEncoder(MLPEncoder(10, 16), MLPEncoder(12, 16), 8)
     h = train_contrastive(m, a, b, epochs=15, batch_size=64, seed=0, device="cpu", progress=False)
-    assert len(h["loss"]) == 15 * 4 and len(h["epoch_loss"]) == 15 and len(h["logit_scale"]) == 60
-    assert h["epoch_loss"][-1] < 0.8 * math.log(64) < h["epoch_loss"][0] + 0.5
+    assert isinstance(h, History) and h.epochs == 15 and h.steps == 15 * 4
+    assert len(h.steps_log["loss"]) == len(h.steps_log["logit_scale"]) == 60 and h["loss"] == h.steps_log["loss"]
+    assert len(h["train_loss"]) == len(h.metrics["logit_scale"]) == 15
+    assert h.steps_log["logit_scale"][0] == pytest.approx(INIT_LOGIT_SCALE)  # the t used by the first step
+    assert h["train_loss"][-1] < 0.8 * math.log(64) < h["train_loss"][0] + 0.5
     za, zb = embed(m.embed_a, a), embed(m.embed_b, b)
     assert retrieval_report(za, zb, y, y)["image→text R@1"] > 0.9
     # zero-shot: class "prompts" are the class means of tower b's inputs
@@ -253,42 +252,75 @@ def test_zero_shot_prompt_ensembling_formula():
         zero_shot_weights(lambda ps: torch.zeros(len(ps), 2), ["p0"])
 
 
-def test_retrieval_figure_changes_with_top_k_and_checks_input():
-    g = torch.Generator().manual_seed(0)
-    emb = F.normalize(torch.randn(12, 4, generator=g), dim=-1)
-    query = lambda texts: emb[:1].repeat(len(texts), 1)
-    galleries = [
-        Gallery("images", emb, query, torch.rand(12, 1, 8, 8, generator=g), [str(i) for i in range(12)]),
-        Gallery("audio", emb, query, torch.rand(12, 32, 20, generator=g), ["a"] * 12, torch.full((12,), 15)),
-    ]
-    f3 = retrieval_figure("a seven", 3, galleries=galleries)
-    f5 = retrieval_figure("a seven", 5, 0.5, galleries=galleries)
-    assert isinstance(f3, Figure) and len(f3.axes) == 6 and len(f5.axes) == 10
-    assert f3.axes[0].get_title().startswith("0\ncos 1.00")  # the query's own vector ranks first
-    assert "a seven" in f3._suptitle.get_text() and f3.axes[0].get_ylabel() == "images"
-    with pytest.raises(ValueError, match=r"top_k must be in \[1, 12\]"):
-        retrieval_figure("x", 13, galleries=galleries)
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        retrieval_figure("x", 2, 0.0, galleries=galleries)
-    with pytest.raises(TypeError, match="query must be a str"):
-        retrieval_figure(["x"], 2, galleries=galleries)
+def _hand_written_loop(model, x_a, x_b, *, epochs, batch_size, lr=3e-3, weight_decay=1e-4, seed=0):
+    """The loop train_contrastive replaced: seeded permutations, last incomplete batch dropped, AdamW groups."""
 
+    def take(x, idx):
+        return tuple(t[idx] for t in x) if isinstance(x, tuple) else x[idx]
 
-def test_easy_vqa_attributes_reads_questions():
-    ds = SimpleNamespace(
-        image=torch.zeros(3, 3, 4, 4),
-        answers=["circle", "green", "red", "gray", "yes", "teal", "black", "rectangle", "yellow", "triangle"]
-        + ["brown", "blue", "no"],
-        question=[
-            "what color is the circle?",  # image 0: blue circle
-            "is there a triangle?",  # image 1: no triangle ...
-            "is no circle present?",  # ... and no circle: so a rectangle
-            "is there not a red shape?",  # image 1: red
-            "what shape is present?",  # image 2: a triangle, colour unknown
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
         ],
-        answer=torch.tensor([11, 12, 4, 12, 9]),
-        image_id=torch.tensor([0, 1, 1, 1, 2]),
+        lr=lr,
     )
-    color, shape = easy_vqa_attributes(ds)
-    assert [EASY_VQA_COLORS[c] if c >= 0 else None for c in color] == ["blue", "red", None]
-    assert [EASY_VQA_SHAPES[s] if s >= 0 else None for s in shape] == ["circle", "rectangle", "triangle"]
+    gen, losses, n = torch.Generator().manual_seed(seed), [], len(x_b)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for s in range(n // batch_size):
+            idx = order[s * batch_size : (s + 1) * batch_size]
+            za, zb = model(take(x_a, idx), take(x_b, idx))
+            loss = clip_loss(za, zb, model.logit_scale)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return losses
+
+
+def test_train_contrastive_reproduces_the_hand_written_loop_with_tuple_inputs():
+    """Audio (a tuple of padded frames (N, T, n_mels) and lengths) against vectors: same batches, same numbers."""
+    g = torch.Generator().manual_seed(3)
+    audio, lengths = torch.randn(42, 12, 8, generator=g), torch.randint(4, 13, (42,), generator=g)
+    b = torch.randn(42, 5, generator=g)
+    runs = []
+    for use_fit in (False, True):
+        torch.manual_seed(0)
+        m = DualEncoder(AudioCNN(8, 6, width=8), MLPEncoder(5, 6), 4)
+        if use_fit:
+            h = train_contrastive(m, (audio, lengths), b, epochs=3, batch_size=16, seed=5, device="cpu", progress=False)
+            losses = h.steps_log["loss"]
+            assert h.steps == 3 * 2  # 42 // 16 = 2 full batches per epoch; the last 10 pairs are dropped
+            assert h["train_loss"] == pytest.approx([sum(losses[i : i + 2]) / 2 for i in (0, 2, 4)])
+        else:
+            losses = _hand_written_loop(m, (audio, lengths), b, epochs=3, batch_size=16, seed=5)
+        runs.append((losses, [p.detach().clone() for p in m.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(p, q) for p, q in zip(runs[0][1], runs[1][1]))
+
+
+def test_train_contrastive_leaves_the_global_random_state_alone():
+    a, b, _ = _toy_pairs(64)
+    m = DualEncoder(MLPEncoder(10, 16), MLPEncoder(12, 16), 8)
+    state = torch.get_rng_state()
+    train_contrastive(m, a, b, epochs=2, batch_size=16, seed=1, device="cpu", progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_embed_batches_tuples_restores_mode_and_takes_plain_functions():
+    g = torch.Generator().manual_seed(4)
+    audio, lengths = torch.randn(10, 7, 8, generator=g), torch.randint(3, 8, (10,), generator=g)
+    m = DualEncoder(AudioCNN(8, 6, width=8), MLPEncoder(5, 6), 4).train()
+    z = embed(m.embed_a, (audio, lengths), batch_size=3)
+    assert z.shape == (10, 4) and z.device.type == "cpu" and not z.requires_grad
+    assert m.training and m.encoder_a.training  # restored after the call
+    with torch.no_grad():
+        assert torch.allclose(z, m.eval().embed_a((audio, lengths)), atol=1e-6)
+    assert torch.equal(embed(lambda x: 2 * x, torch.ones(5, 2), batch_size=2), torch.full((5, 2), 2.0))
+    with pytest.raises(ValueError, match="share their first dimension"):
+        embed(m.embed_a, (audio, lengths[:9]))
+    with pytest.raises(TypeError, match="x must be a tensor or a tuple of tensors"):
+        embed(m.embed_a, [1, 2])
