@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no notebooks found")
     from _results import calibrate, reference_seconds
 
-    print(f"calibration workload: {calibrate():.3f} s (median of 7)", flush=True)
+    print(f"calibration workload: {calibrate():.3f} s (median of 5)", flush=True)
     rows = []
     for path in notebooks:
         print(f"{path.stem:28s} ", end="", flush=True)

@@ -112,10 +112,10 @@ def _deploy_cases() -> list[Case]:
         return model, (randn(8, 1, 8, 8), randn(8, 20, seed=1)), lambda m, x, a: m(x, a)
 
     def pruned(mm):
-        from mmlab.deploy.compression import prune_structured
+        from mmlab.lessons.deployment import MultimodalMLP
 
-        model = mm.MultimodalMLP([64, 20], 10, width=32, depth=2, embed_dim=8)
-        small = prune_structured(model, 0.5)  # rebuilt, smaller layers: must run anywhere the original did
+        model = MultimodalMLP([64, 20], 10, width=32, depth=2, embed_dim=8)
+        small = mm.prune_structured(model, 0.5)  # rebuilt, smaller layers: must run anywhere the original did
         return small, (randn(8, 1, 8, 8), randn(8, 20, seed=1)), lambda m, x, a: m(x, a)
 
     return [
@@ -185,6 +185,11 @@ def _align_cases() -> list[Case]:
         Case("align", ("soft_dtw",), sdtw, amp=False),  # a dynamic programme over costs: float32 by design
         Case("align", ("soft_dtw_divergence", "pairwise_cost"), divergence, amp=False),
         Case("align", ("info_nce",), nce),
+        Case(
+            "align",
+            ("GroundingAttention",),
+            lambda mm: (mm.GroundingAttention(), (randn(4, 5, 1, 8, 8), randint(10, 4)), lambda m, p, q: m(p, q)),
+        ),
     ]
 
 
@@ -273,7 +278,13 @@ CASES = [
     *_quality_cases(),
 ]
 # nn.Module classes that need no GPU case: they are exercised inside another case, or hold no tensors.
-COVERED_ELSEWHERE = {"models._Concat", "contrastive.FrozenTextTower", "missing.ModalityDropout", "balance.GradNorm"}
+COVERED_ELSEWHERE = {
+    "lessons.pitfalls._PreNormResidual",
+    "models._Concat",
+    "contrastive.FrozenTextTower",
+    "missing.ModalityDropout",
+    "balance.GradNorm",
+}
 
 
 def _flat(out) -> list[torch.Tensor]:
