@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -13,6 +14,7 @@ import torch
 MIN_TORCH = "2.6"  # the oldest torch the course's code supports; pyproject.toml's floor (a test keeps them equal)
 
 __all__ = [
+    "require_torch",
     "MIN_TORCH",
     "eval_mode",
     "get_device",
@@ -38,6 +40,18 @@ def get_device(prefer: str | None = None) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    major, minor = (re.findall(r"\d+", version) + ["0", "0"])[:2]
+    return int(major), int(minor)
+
+
+def require_torch(feature: str, minimum: str = MIN_TORCH) -> None:
+    """Raise a clear ``RuntimeError`` when the installed torch is older than ``minimum`` (``"2.6"``), naming the
+    ``feature`` that needs it (e.g. the dynamo ONNX exporter with ``external_data``, which arrived in 2.6)."""
+    if _version_tuple(torch.__version__) < _version_tuple(minimum):
+        raise RuntimeError(f"{feature} needs torch >= {minimum}, found {torch.__version__}; upgrade torch")
 
 
 def resolve_device(device: torch.device | str | None = None) -> torch.device:

@@ -54,3 +54,9 @@ def test_onnx_export_parity_any_batch(mm, tmp_path):
         export_onnx(mm, mm_inputs(2), tmp_path / "x.onnx", input_names=["a"])
     with pytest.raises(ValueError, match="must be non-empty strings"):
         export_onnx(mm, mm_inputs(2), tmp_path / "x.onnx", input_names=[64, 40, 12])
+
+
+def test_export_names_the_torch_it_needs(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch, "__version__", "2.4.0")
+    with pytest.raises(RuntimeError, match=r"export_onnx .* needs torch >= 2.6"):
+        export_onnx(nn.Linear(2, 1), [torch.zeros(1, 2)], tmp_path / "m.onnx")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mmlab
-from mmlab.runtime import amp_dtype, autocast, resolve_device, seeded
+from mmlab.runtime import amp_dtype, autocast, require_torch, resolve_device, seeded
 
 
 def test_get_device_cpu_fallback_and_override(monkeypatch):
@@ -62,3 +62,12 @@ def test_seeded_reproduces_seed_everything_and_restores_the_callers_state():
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         with seeded(-1):
             pass
+
+
+def test_require_torch_names_the_feature(monkeypatch):
+    require_torch("anything")  # the installed torch meets the course's floor
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
+    with pytest.raises(RuntimeError, match=r"export needs torch >= 2.6, found 2.5.1"):
+        require_torch("export")
+    monkeypatch.setattr(torch, "__version__", "2.10.0")
+    require_torch("export")  # 2.10 > 2.6: compared as numbers, not strings

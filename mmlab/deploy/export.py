@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..checks import check_tensor
+from ..runtime import require_torch
 from ..train import eval_mode
 
 __all__ = ["export_onnx", "onnx_session", "onnx_run", "onnx_parity"]
@@ -40,6 +41,7 @@ def export_onnx(
     of every input is symbolic, so one file serves any batch size. The weights are stored inside the file
     (no ``.data`` side file). Returns the path.
     """
+    require_torch("export_onnx (torch.onnx.export with dynamo=True and external_data)")
     inputs = tuple(example_inputs)
     for i, x in enumerate(inputs):
         check_tensor(f"example_inputs[{i}]", x, ndim=x.dim() if isinstance(x, torch.Tensor) else None)
