@@ -113,3 +113,25 @@ def test_lesson_zero_links_every_lesson_in_order():
     links = re.findall(r"^# \| (\d+) \| \[[^]]+\]\((\d\d_\w+)\.ipynb\) \|", text, re.M)
     assert [name for _, name in links] == [p.stem for p in NOTEBOOKS[1:]]
     assert [int(n) for n, _ in links] == list(range(1, len(NOTEBOOKS)))
+
+
+def test_the_public_names_the_course_design_relies_on():
+    """DESIGN.md §4: these names keep working whatever moves inside the package."""
+    import torch
+
+    import mmlab
+    from mmlab.align import CrossModalAttention
+    from mmlab.balance import ogm_coefficients
+    from mmlab.contrastive import clip_loss
+    from mmlab.data import load_avdigits
+    from mmlab.fusion import LowRankFusion, TensorFusion
+
+    assert callable(mmlab.get_device) and callable(mmlab.seed_everything) and callable(load_avdigits)
+    lmf = LowRankFusion([3, 4], 5, rank=2)
+    assert TensorFusion([3, 4], 5)(torch.zeros(2, 3), torch.zeros(2, 4)).shape == (2, 5)
+    assert lmf.full_weight().shape[0] == 5
+    k_a, k_b = ogm_coefficients(2.0, 1.0, 0.5)
+    assert k_a < 1 and k_b == 1
+    assert clip_loss(torch.randn(4, 8), torch.randn(4, 8), torch.tensor(2.0)).ndim == 0
+    out = CrossModalAttention(6, 10, 8, heads=2)(torch.randn(2, 3, 6), torch.randn(2, 5, 10))
+    assert out[0].shape == (2, 3, 8)
