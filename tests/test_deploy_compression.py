@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from multimodal_inputs import DIMS, mm_inputs, multimodal_mlp
 from torch import nn
 
 from mmlab.deploy import (
@@ -21,23 +22,14 @@ from mmlab.deploy import (
 from mmlab.lessons.deployment import MultimodalMLP
 from mmlab.models import ImageCNN, MLPEncoder
 
-DIMS = [64, 40, 12]
-MODALITIES = ("image", "audio", "text")
-
 
 def n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def mm_inputs(b: int = 5):
-    g = torch.Generator().manual_seed(0)
-    return torch.rand(b, 1, 8, 8, generator=g), torch.randn(b, 40, generator=g), torch.rand(b, 12, generator=g)
-
-
 @pytest.fixture
 def mm():
-    torch.manual_seed(0)
-    return MultimodalMLP(DIMS, num_classes=10, width=32, depth=2, embed_dim=8, modalities=MODALITIES).eval()
+    return multimodal_mlp()
 
 
 # ---- structured pruning ----------------------------------------------------------------------------------------

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from multimodal_inputs import MODALITIES, mm_inputs
 from torch import nn
 
 from mmlab.deploy import export_onnx, onnx_parity, onnx_run, onnx_session
-
-MODALITIES = ("image", "audio", "text")
 
 
 class ThreeInputs(nn.Module):
@@ -24,11 +23,6 @@ class ThreeInputs(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         z = [torch.relu(t(x.flatten(1))) for t, x in zip(self.towers, inputs)]
         return self.head(self.drop(torch.cat(z, -1)))
-
-
-def mm_inputs(b: int = 5):
-    g = torch.Generator().manual_seed(0)
-    return torch.rand(b, 1, 8, 8, generator=g), torch.randn(b, 40, generator=g), torch.rand(b, 12, generator=g)
 
 
 @pytest.fixture
