@@ -111,6 +111,62 @@ def test_cross_modal_attention_bad_construction():
         CrossModalAttention(0, 8, 8)
 
 
+def _mha_copy(cma: CrossModalAttention, identity_query: bool) -> torch.nn.MultiheadAttention:
+    """An nn.MultiheadAttention computing the same function as ``cma``, on copied weights.
+
+    ``nn.MultiheadAttention`` takes queries of width ``dim``; with ``identity_query`` its query projection is the
+    identity and the caller feeds it ``cma.q(query)`` (for ``query_dim != dim``)."""
+    mha = torch.nn.MultiheadAttention(
+        cma.dim, cma.heads, batch_first=True, kdim=cma.context_dim, vdim=cma.context_dim
+    ).eval()
+    assert not mha._qkv_same_embed_dim, "separate q/k/v projection weights expected (context_dim != dim)"
+    with torch.no_grad():
+        if identity_query:
+            mha.q_proj_weight.copy_(torch.eye(cma.dim))
+            q_bias = torch.zeros(cma.dim)
+        else:
+            mha.q_proj_weight.copy_(cma.q.weight)
+            q_bias = cma.q.bias
+        mha.k_proj_weight.copy_(cma.k.weight)
+        mha.v_proj_weight.copy_(cma.v.weight)
+        mha.in_proj_bias.copy_(torch.cat([q_bias, cma.k.bias, cma.v.bias]))
+        mha.out_proj.weight.copy_(cma.out.weight)
+        mha.out_proj.bias.copy_(cma.out.bias)
+    return mha
+
+
+@pytest.mark.parametrize("query_dim,context_dim,dim,heads", [(12, 6, 12, 3), (8, 6, 12, 3), (5, 7, 4, 1), (9, 5, 8, 4)])
+def test_cross_modal_attention_matches_torch_multihead_attention(query_dim, context_dim, dim, heads):
+    torch.manual_seed(query_dim + heads)
+    cma = CrossModalAttention(query_dim, context_dim, dim, heads=heads).eval()
+    identity_query = query_dim != dim
+    mha = _mha_copy(cma, identity_query)
+    q, c = torch.randn(3, 4, query_dim), torch.randn(3, 7, context_dim)
+    cmask, qmask = _prefix_mask([7, 3, 1], 7), _prefix_mask([4, 2, 4], 4)
+    with torch.no_grad():
+        q_in = cma.q(q) if identity_query else q
+        for mask in (None, cmask):
+            kpm = None if mask is None else ~mask  # nn.MultiheadAttention: True = ignore
+            out, w = cma(q, c, context_mask=mask)
+            ref_out, ref_w = mha(q_in, c, c, key_padding_mask=kpm, need_weights=True, average_attn_weights=False)
+            ref_avg = mha(q_in, c, c, key_padding_mask=kpm, need_weights=True, average_attn_weights=True)[1]
+            assert torch.allclose(out, ref_out, atol=1e-5), f"outputs differ (mask={mask is not None})"
+            assert torch.allclose(w, ref_w, atol=1e-5), "per-head weights differ"
+            assert torch.allclose(w.mean(1), ref_avg, atol=1e-5), "head-averaged weights differ"
+        # the query mask only zeroes padded queries' outputs and weights
+        out_q, w_q = cma(q, c, context_mask=cmask, query_mask=qmask)
+        assert torch.allclose(out_q, ref_out * qmask[..., None], atol=1e-5)
+        assert torch.allclose(w_q, ref_w * qmask[:, None, :, None], atol=1e-5)
+        # the comparison can fail: the mask changes the result, and so does the head split
+        unmasked = mha(q_in, c, c, need_weights=False)[0]
+        assert not torch.allclose(unmasked[1:], ref_out[1:], atol=1e-3), "the context mask must matter here"
+        if heads > 1:
+            one_head = torch.nn.MultiheadAttention(dim, 1, batch_first=True, kdim=context_dim, vdim=context_dim)
+            one_head.load_state_dict(mha.state_dict())
+            other = one_head.eval()(q_in, c, c, key_padding_mask=~cmask, need_weights=False)[0]
+            assert not torch.allclose(other, ref_out, atol=1e-3), "the head split must matter here"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # DTW and soft-DTW
 
@@ -229,6 +285,122 @@ def test_soft_dtw_divergence():
     assert torch.isclose(d[1], soft_dtw_divergence(x[1, :4], y[1], 0.5), atol=1e-4)
     with pytest.raises(ValueError, match="x and y"):
         soft_dtw_divergence(x, torch.randn(2, 9, 4), 1.0)
+
+
+def _softmin(values, gamma: float) -> float:
+    z = -np.asarray(values, dtype=np.float64) / gamma
+    top = z.max()
+    if top == -np.inf:
+        return np.inf
+    return -gamma * (top + math.log(np.exp(z - top).sum()))
+
+
+def _soft_dtw_loops(c: np.ndarray, gamma: float) -> tuple[float, np.ndarray]:
+    """Soft-DTW by the plain double loop of Cuturi & Blondel (2017), Algorithm 1: value and the table R."""
+    n, m = c.shape
+    r = np.full((n + 1, m + 1), np.inf)
+    r[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            r[i, j] = c[i - 1, j - 1] + _softmin([r[i - 1, j - 1], r[i - 1, j], r[i, j - 1]], gamma)
+    return r[n, m], r
+
+
+def _soft_alignment_loops(c: np.ndarray, gamma: float) -> np.ndarray:
+    """E = ∂sdtw/∂C by the backward recursion of Cuturi & Blondel (2017), Algorithm 2, in plain loops."""
+    n, m = c.shape
+    _, r_fwd = _soft_dtw_loops(c, gamma)
+    r = np.full((n + 2, m + 2), -np.inf)
+    r[1 : n + 1, 1 : m + 1] = r_fwd[1:, 1:]
+    r[n + 1, m + 1] = r_fwd[n, m]
+    d = np.zeros((n + 2, m + 2))
+    d[1 : n + 1, 1 : m + 1] = c
+    e = np.zeros((n + 2, m + 2))
+    e[n + 1, m + 1] = 1.0
+    for j in range(m, 0, -1):
+        for i in range(n, 0, -1):
+            a = math.exp((r[i + 1, j] - r[i, j] - d[i + 1, j]) / gamma)
+            b = math.exp((r[i, j + 1] - r[i, j] - d[i, j + 1]) / gamma)
+            g = math.exp((r[i + 1, j + 1] - r[i, j] - d[i + 1, j + 1]) / gamma)
+            e[i, j] = e[i + 1, j] * a + e[i, j + 1] * b + e[i + 1, j + 1] * g
+    return e[1 : n + 1, 1 : m + 1]
+
+
+def test_soft_dtw_loop_references_are_right():
+    # the value reference is DTW as gamma -> 0 and counts paths on a zero cost: sdtw_γ(0) = -γ log|𝒜(N, M)|
+    c = np.random.default_rng(0).random((4, 6))
+    assert abs(_soft_dtw_loops(c, 1e-4)[0] - _dtw_loops(c)) < 1e-2
+    assert _soft_dtw_loops(np.zeros((4, 6)), 0.7)[0] == pytest.approx(-0.7 * _log_n_paths(4, 6), rel=1e-12)
+    # the backward recursion is the gradient of the value: central differences on every cell
+    gamma, eps = 0.4, 1e-6
+    e = _soft_alignment_loops(c, gamma)
+    fd = np.zeros_like(c)
+    for i in range(c.shape[0]):
+        for j in range(c.shape[1]):
+            up, down = c.copy(), c.copy()
+            up[i, j] += eps
+            down[i, j] -= eps
+            fd[i, j] = (_soft_dtw_loops(up, gamma)[0] - _soft_dtw_loops(down, gamma)[0]) / (2 * eps)
+    assert np.allclose(e, fd, atol=1e-6)
+    assert e[0, 0] == pytest.approx(1.0) and e[-1, -1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (4, 4), (6, 9), (10, 3)])
+@pytest.mark.parametrize("gamma", [1.0, 0.1])
+def test_soft_dtw_matches_plain_loops(shape, gamma):
+    c = torch.rand(*shape, generator=_gen(100 + sum(shape)), dtype=torch.float64)
+    ref = _soft_dtw_loops(c.numpy(), gamma)[0]
+    assert abs(soft_dtw(c, gamma).item() - ref) < 1e-10
+    assert abs(soft_dtw(c.float(), gamma).item() - ref) < 1e-4 * max(1.0, abs(ref)), "float32 input"
+    if min(shape) > 1:  # the comparison can fail: another gamma gives another value (1×M has one path)
+        assert abs(_soft_dtw_loops(c.numpy(), 2 * gamma)[0] - ref) > 1e-3
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.1])
+def test_soft_dtw_batched_masks_match_plain_loops(gamma):
+    c = torch.rand(3, 7, 9, generator=_gen(120), dtype=torch.float64)
+    rows, cols = [7, 4, 1], [9, 2, 6]
+    c_pad = c.clone()
+    for b in range(3):  # junk in the padding must not matter
+        c_pad[b, rows[b] :] = 50.0
+        c_pad[b, :, cols[b] :] = -50.0
+    value = soft_dtw(c_pad, gamma, _prefix_mask(rows, 7), _prefix_mask(cols, 9))
+    refs = [_soft_dtw_loops(c[b, : rows[b], : cols[b]].numpy(), gamma)[0] for b in range(3)]
+    assert value.shape == (3,) and np.allclose(value.numpy(), refs, rtol=0, atol=1e-10)
+    unmasked = [_soft_dtw_loops(c_pad[b].numpy(), gamma)[0] for b in range(3)]
+    assert abs(unmasked[1] - refs[1]) > 1e-3 and abs(unmasked[2] - refs[2]) > 1e-3, "the masks must matter here"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (6, 9), (10, 3)])
+@pytest.mark.parametrize("gamma", [1.0, 0.1])
+def test_soft_dtw_gradient_matches_cuturi_blondel_backward_recursion(shape, gamma):
+    c = torch.rand(*shape, generator=_gen(200 + sum(shape)), dtype=torch.float64, requires_grad=True)
+    e_ref = _soft_alignment_loops(c.detach().numpy(), gamma)
+    soft_dtw(c, gamma).backward()
+    assert np.allclose(c.grad.numpy(), e_ref, rtol=0, atol=1e-10), "autograd through soft_dtw"
+    assert np.allclose(soft_alignment(c.detach(), gamma).numpy(), e_ref, rtol=0, atol=1e-10), "soft_alignment"
+    e32 = soft_alignment(c.detach().float(), gamma)
+    assert e32.dtype == torch.float32 and np.allclose(e32.numpy(), e_ref, rtol=0, atol=1e-4), "float32 input"
+    if min(shape) > 1:  # the comparison can fail: another gamma gives another expected alignment
+        assert np.abs(_soft_alignment_loops(c.detach().numpy(), 2 * gamma) - e_ref).max() > 1e-3
+
+
+def test_soft_alignment_batched_masks_match_backward_recursion():
+    gamma = 0.3
+    c = torch.rand(3, 6, 8, generator=_gen(220), dtype=torch.float64)
+    rows, cols = [6, 3, 5], [8, 5, 1]
+    c_pad = c.clone()
+    for b in range(3):
+        c_pad[b, rows[b] :] = 50.0
+        c_pad[b, :, cols[b] :] = -50.0
+    e = soft_alignment(c_pad, gamma, _prefix_mask(rows, 6), _prefix_mask(cols, 8))
+    for b in range(3):
+        n, m = rows[b], cols[b]
+        e_ref = _soft_alignment_loops(c[b, :n, :m].numpy(), gamma)
+        assert np.allclose(e[b, :n, :m].numpy(), e_ref, rtol=0, atol=1e-10)
+        assert (e[b, n:] == 0).all() and (e[b, :, m:] == 0).all(), "no gradient outside the lengths"
+    e_unmasked = _soft_alignment_loops(c_pad[1].numpy(), gamma)[:3, :5]
+    assert np.abs(e_unmasked - e[1, :3, :5].numpy()).max() > 1e-3, "the masks must matter here"
 
 
 def test_pairwise_cost():
