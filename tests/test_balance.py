@@ -305,3 +305,74 @@ def test_linear_probe_separable_and_errors():
         linear_probe(f[:150], y[:150], f[150:, :3], y[150:])
     with pytest.raises(ValueError, match=r"y_train must have shape \(N\) with N=150"):
         linear_probe(f[:150], y[: 150 - 1], f[150:], y[150:])
+
+
+# GradNorm over two steps against an update computed by hand (closed-form gradients, no autograd): a shared
+# linear layer W (1×3, no bias) and two squared-error tasks L_i = c_i·mean((X Wᵀ - y_i)²), so ∇_W L_i is known.
+_GN_X = torch.tensor([[1.0, 0.5, -1.0], [0.0, 2.0, 1.0], [-1.5, 1.0, 0.5], [2.0, -0.5, 1.0]])
+_GN_Y = (torch.tensor([1.0, -2.0, 0.5, 3.0]), torch.tensor([0.2, 0.1, -0.3, 0.4]))
+_GN_C = (1.0, 4.0)
+_GN_W0 = torch.tensor([[0.3, -0.2, 0.1]])
+_GN_LR_MODEL, _GN_LR_WEIGHTS = 0.05, 0.1
+
+
+def _gradnorm_by_hand(alpha: float, steps: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Chen et al. 2018 step by step: per step (weights' gradient, loss ratios r_i, weights after renormalising)."""
+    W, w, first, out = _GN_W0.clone(), torch.ones(2), None, []
+    for _ in range(steps):
+        res = [_GN_X @ W[0] - y for y in _GN_Y]
+        L = torch.stack([c * (r**2).mean() for c, r in zip(_GN_C, res)])
+        grads = [c * 2 / len(_GN_X) * (r @ _GN_X)[None] for c, r in zip(_GN_C, res)]  # ∇_W L_i in closed form
+        first = L.clone() if first is None else first  # L_i(0)
+        n = torch.stack([g.norm() for g in grads])  # ‖∇_W L_i‖, so G_i = w_i·n_i
+        G = w * n
+        ratio = (L / first) / (L / first).mean()
+        target = G.mean() * ratio**alpha  # a constant
+        grad_w = torch.sign(G - target) * n  # ∂/∂w_i Σ_j |w_j n_j - target_j|
+        W = W - _GN_LR_MODEL * (w[0] * grads[0] + w[1] * grads[1])  # SGD on Σ w_i L_i, weights held constant
+        w = w - _GN_LR_WEIGHTS * grad_w  # SGD on the weights
+        w = w.clamp_min(1e-3)
+        w = w * len(w) / w.sum()  # renormalise to Σ w_i = T
+        out.append((grad_w, ratio, w))
+    return out
+
+
+def _gradnorm_by_the_class(alpha: float, steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    shared = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        shared.weight.copy_(_GN_W0)
+    gn = GradNorm(2, alpha=alpha)
+    opt = torch.optim.SGD(
+        [{"params": shared.parameters(), "lr": _GN_LR_MODEL}, {"params": gn.parameters(), "lr": _GN_LR_WEIGHTS}]
+    )
+    out = []
+    for _ in range(steps):
+        pred = shared(_GN_X)[:, 0]
+        losses = torch.stack([c * ((pred - y) ** 2).mean() for c, y in zip(_GN_C, _GN_Y)])
+        opt.zero_grad()
+        gn.backward(losses, shared.weight)
+        grad_w = gn.task_weights.grad.clone()
+        opt.step()
+        gn.renormalize()
+        out.append((grad_w, gn.weights))
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.5])
+def test_gradnorm_two_steps_match_the_update_computed_by_hand(alpha):
+    hand, ours = _gradnorm_by_hand(alpha, 2), _gradnorm_by_the_class(alpha, 2)
+    assert torch.allclose(hand[0][1], torch.ones(2))  # step 1: every ratio is 1 ...
+    assert not torch.allclose(hand[1][1], torch.ones(2), atol=0.1)  # ... step 2: they differ, so α counts
+    for (grad_ref, _, w_ref), (grad, w) in zip(hand, ours):
+        assert torch.allclose(grad, grad_ref, atol=1e-5), (grad, grad_ref)
+        assert torch.allclose(w, w_ref, atol=1e-5), (w, w_ref)
+        assert w.sum().item() == pytest.approx(2.0)
+
+
+def test_gradnorm_alpha_changes_the_weights_at_step_two():
+    one = {a: _gradnorm_by_the_class(a, 1)[-1][1] for a in (0.0, 1.5)}
+    two = {a: _gradnorm_by_the_class(a, 2)[-1][1] for a in (0.0, 1.5)}
+    assert torch.allclose(one[0.0], one[1.5])  # after one step the ratios are all 1: α cannot matter
+    assert (two[1.5] - two[0.0]).abs().max() > 0.1, two  # at step 2 it does
+    # the lagging task (larger L_i(t)/L_i(0)) is task 0; a stronger pull toward r^α gives it the larger weight
+    assert two[1.5][0] > two[0.0][0]
