@@ -43,6 +43,8 @@ def test_distill_trains_student_toward_teacher():
         fit(teacher, make_loader(x, y, batch_size=64, shuffle=True), epochs=10, lr=1e-2, progress=False, device="cpu")
         student = nn.Linear(8, 2)
     teacher.train()
+    teacher[0].bias.requires_grad_(False)  # a teacher partly frozen by its owner
+    flags = [p.requires_grad for p in teacher.parameters()]
     hist = distill(
         student,
         teacher,
@@ -55,8 +57,10 @@ def test_distill_trains_student_toward_teacher():
     )
     assert hist.last("val_acc") > 0.9
     assert evaluate(student, make_loader(x, y))["accuracy"] > 0.9
-    assert all(not p.requires_grad for p in teacher.parameters())  # frozen
-    assert teacher.training  # ran in eval mode, then its previous mode came back
+    # left as it was found: each parameter's requires_grad, its device and its mode (it ran in eval mode)
+    assert [p.requires_grad for p in teacher.parameters()] == flags == [True, False, True, True]
+    assert all(p.device.type == "cpu" for p in teacher.parameters())
+    assert teacher.training
 
 
 def test_distill_uses_the_teachers_soft_targets():

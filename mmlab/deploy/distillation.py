@@ -64,13 +64,12 @@ def distill(
 ) -> History:
     """Train ``student`` with :func:`distillation_loss` against a frozen ``teacher``, with :func:`mmlab.train.fit`.
 
-    The teacher runs in eval mode (its previous mode is restored afterwards), its parameters stop requiring
-    gradients, and it is moved to the training device. Takes the same keyword arguments as
+    The teacher runs without gradients, in eval mode, on the training device; afterwards it is left as it was
+    found: its mode, each parameter's ``requires_grad`` and its device are restored. Takes the same keyword
+    arguments as
     :func:`mmlab.train.fit` (``lr``, ``optimizer``, ``val_loader``, ``device``, ...). Validation metrics are
     computed with plain cross-entropy on the student.
     """
-    for p in teacher.parameters():
-        p.requires_grad_(False)
 
     def student_forward(model: nn.Module, batch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         out, y = forward_fn(model, batch)
@@ -87,14 +86,25 @@ def distill(
         return F.cross_entropy(out, target)
 
     device = resolve_device(fit_kwargs.pop("device", None))
-    teacher.to(device)
-    with eval_mode(teacher):
-        return fit(
-            student,
-            train_loader,
-            epochs=epochs,
-            loss_fn=loss_fn,
-            forward_fn=student_forward,
-            device=device,
-            **fit_kwargs,
-        )
+    params = list(teacher.parameters())
+    flags = [p.requires_grad for p in params]
+    home = params[0].device if params else None
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        teacher.to(device)
+        with eval_mode(teacher):
+            return fit(
+                student,
+                train_loader,
+                epochs=epochs,
+                loss_fn=loss_fn,
+                forward_fn=student_forward,
+                device=device,
+                **fit_kwargs,
+            )
+    finally:
+        if home is not None:
+            teacher.to(home)
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
