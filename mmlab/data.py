@@ -3,8 +3,9 @@
 AV-Digits pairs each 8×8 handwritten digit from scikit-learn's bundled ``load_digits`` (1,797 images, CC BY 4.0)
 with a spoken clip of the same digit (espeak-ng, built by ``data/build_avdigits.py``) and a templated caption,
 the way AV-MNIST pairs MNIST with spoken digits (Vielzeuf et al. 2018). Splits are deterministic: images are
-split 60/20/20 stratified by label; train and val take clips from 6 voices, test from 2 held-out voices, so the
-audio modality has to generalise to unseen speakers.
+split 60/20/20 stratified by label; train and val take clips from 6 voices (val: one speed/pitch setting per
+voice and digit that train never hears, :func:`clip_splits`), test from 2 held-out voices. So val measures
+*seen voices, unseen recordings* and test *unseen voices*.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "AVDigits",
     "load_avdigits",
     "load_audio_clips",
+    "clip_splits",
     "make_caption",
     "standardize",
     "load_easy_vqa",
@@ -105,6 +107,21 @@ def load_audio_clips(path: str | None = None) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def clip_splits(clips: dict[str, np.ndarray]) -> np.ndarray:
+    """The split (``"train"``, ``"val"`` or ``"test"``) of every clip, shape ``(n_clips,)``.
+
+    Test = the held-out voices (every recording of them). The training voices' recordings are split so that
+    validation means *seen voices, unseen recordings*: each (voice, digit) has 4 speed/pitch settings, and
+    setting ``(10·voice + digit) mod 4`` goes to val, the other 3 to train. Every setting is held out equally often,
+    and no clip is in two splits.
+    """
+    settings = sorted(set(zip(clips["speed"].tolist(), clips["pitch"].tolist())))
+    setting = np.array([settings.index(sp) for sp in zip(clips["speed"].tolist(), clips["pitch"].tolist())])
+    test = np.isin(clips["voice"], clips["test_voices"])
+    val = ~test & (setting == (10 * clips["voice"] + clips["digit"]) % len(settings))
+    return np.where(test, "test", np.where(val, "val", "train"))
+
+
 def _clip_wave(clips: dict[str, np.ndarray], i: int) -> np.ndarray:
     return clips["wave"][i, : clips["length"][i]].astype(np.float64) / 32768.0
 
@@ -125,18 +142,22 @@ def _image_split_indices() -> dict[str, np.ndarray]:
     return {s: np.sort(np.array(v)) for s, v in parts.items()}
 
 
-def _audio_features(wave: np.ndarray, fmt: str, sr: int, n_frames: int) -> np.ndarray:
+def _audio_features(wave: np.ndarray, fmt: str, sr: int, n_frames: int) -> tuple[np.ndarray, int]:
+    """Features padded to ``n_frames`` and the number of real frames (the last, partly padded STFT frame of
+    the clip counts as real: it holds the end of the word)."""
     if fmt == "logmel":
         lm = log_mel(wave, sr)
+        n = min(lm.shape[0], n_frames)
         out = np.full((n_frames, lm.shape[1]), np.log(1e-6), dtype=np.float32)
-        out[: min(lm.shape[0], n_frames)] = lm[:n_frames]
-        return out
+        out[:n] = lm[:n]
+        return out, n
     if fmt == "mfcc_stats":
         m = mfcc(wave, sr)
-        return np.concatenate([m.mean(0), m.std(0)]).astype(np.float32)
+        return np.concatenate([m.mean(0), m.std(0)]).astype(np.float32), 1
+    n = min(len(wave), n_frames)
     out = np.zeros(n_frames, dtype=np.float32)
-    out[: min(len(wave), n_frames)] = wave[:n_frames]
-    return out
+    out[:n] = wave[:n_frames]
+    return out, n
 
 
 @dataclass
@@ -233,8 +254,7 @@ def load_avdigits(
         images = images + image_rng.normal(0, image_noise, images.shape).astype(np.float32)
 
     clips = load_audio_clips()
-    test_voice = np.isin(clips["voice"], clips["test_voices"])
-    pool = test_voice if split == "test" else ~test_voice
+    pool = clip_splits(clips) == split
     chosen = np.empty(len(idx), dtype=np.int64)
     for c in range(10):
         cand = np.flatnonzero(pool & (clips["digit"] == c))
@@ -249,23 +269,19 @@ def load_avdigits(
         "waveform": int(clips["length"].max()),
     }[audio_format]
     feats, lens = [], []
-    cache: dict[int, np.ndarray] = {}
+    cache: dict[int, tuple[np.ndarray, int]] = {}
     for c in chosen:
         wave = _clip_wave(clips, c)
         if audio_noise > 0:
             rms = np.sqrt(np.mean(wave**2))
             wave = wave + audio_rng.normal(0, audio_noise * rms, wave.shape)
-            feats.append(_audio_features(wave, audio_format, sr, n_frames))
+            feat, n = _audio_features(wave, audio_format, sr, n_frames)
         else:
             if c not in cache:
                 cache[c] = _audio_features(wave, audio_format, sr, n_frames)
-            feats.append(cache[c])
-        n = len(wave)
-        lens.append(
-            {"logmel": min(max(1, (max(n, 256) - 256) // hop + 1), n_frames), "mfcc_stats": 1, "waveform": n}[
-                audio_format
-            ]
-        )
+            feat, n = cache[c]
+        feats.append(feat)
+        lens.append(n)
 
     texts = [make_caption(int(y), text_rng, text_noise) for y in labels]
     return AVDigits(
@@ -463,8 +479,7 @@ def make_alignment_episode(
     clips = load_audio_clips()
     sr = int(clips["sample_rate"])
     hop = sr * frame_ms // 1000
-    test_voice = np.isin(clips["voice"], clips["test_voices"])
-    pool = test_voice if split == "test" else ~test_voice
+    pool = clip_splits(clips) == split
     images, labels = _split_digit_images(split)
 
     # the string, its clips and images, and every random stretch, drawn in a fixed order

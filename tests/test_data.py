@@ -1,3 +1,4 @@
+import collections
 import shutil
 import subprocess
 import sys
@@ -7,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from mmlab.audio import log_mel
 from mmlab.data import (
     DATA_DIR,
     DIGIT_WORDS,
+    clip_splits,
     collate_episodes,
     load_audio_clips,
     load_avdigits,
@@ -53,6 +56,39 @@ def test_splits_are_disjoint_and_deterministic():
     imgs = {s: {tuple(x.flatten().tolist()) for x in load_avdigits(s).image} for s in ("train", "test")}
     # scikit-learn's digits contain a few exact duplicates; splits must share almost none
     assert len(imgs["train"] & imgs["test"]) <= 3
+
+
+def test_no_clip_in_two_splits_and_val_is_seen_voices_unseen_recordings():
+    clips = load_audio_clips()
+    split_of = clip_splits(clips)
+    assert split_of.shape == clips["digit"].shape
+    used = {s: set(load_avdigits(s).clip.tolist()) for s in ("train", "val", "test")}
+    assert not used["train"] & used["val"] and not used["train"] & used["test"] and not used["val"] & used["test"]
+    for s, ids in used.items():
+        assert (split_of[sorted(ids)] == s).all()
+    voices = {s: set(clips["voice"][split_of == s].tolist()) for s in ("train", "val", "test")}
+    assert voices["val"] == voices["train"] == set(range(6)) and voices["test"] == {6, 7}
+    # each (training voice, digit) keeps 3 settings for train and 1 for val; every setting is held out equally
+    for v in range(6):
+        for d in range(10):
+            here = split_of[(clips["voice"] == v) & (clips["digit"] == d)]
+            assert sorted(here.tolist()) == ["train", "train", "train", "val"]
+    val_settings = list(zip(clips["speed"][split_of == "val"].tolist(), clips["pitch"][split_of == "val"].tolist()))
+    assert sorted(collections.Counter(val_settings).values()) == [15, 15, 15, 15]
+    # episodes draw from the same pools
+    ep = make_alignment_episode("val", seed=3)
+    assert (split_of[ep.clips.numpy()] == "val").all()
+
+
+def test_audio_len_keeps_the_last_real_frame():
+    ds = load_avdigits("val")
+    clips = load_audio_clips()
+    pad = np.float32(np.log(1e-6))
+    for i in range(0, len(ds), 37):
+        n = int(ds.audio_len[i])
+        assert n == log_mel(clips["wave"][int(ds.clip[i]), : clips["length"][int(ds.clip[i])]] / 32768.0).shape[0]
+        assert (ds.audio[i, n - 1] > pad).any(), "the last counted frame must hold signal (a quiet tail still counts)"
+        assert (ds.audio[i, n:] == pad).all(), "frames after audio_len must be padding"
 
 
 def test_noise_knobs_change_only_their_modality():
