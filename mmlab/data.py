@@ -388,8 +388,12 @@ __all__ += [
 
 _PAUSE_MAX_S = 0.4  # longest pause after a word at warp 1
 _OFFSET_MAX_S = 0.5  # longest leading silence of the speech at warp 1
-_SPEECH_STRETCH = 1.5  # at warp 1 a word lasts 2/3 to 3/2 times its natural duration (times the drift)
-_VIDEO_STRETCH = 4.0  # at warp 1 a digit is held 1/4 to 4 times its word's natural duration (times the drift)
+# At warp w a word's duration is multiplied by _SPEECH_STRETCH ** (w·u) and a digit's hold by _VIDEO_STRETCH ** (w·u),
+# u = a uniform draw in [-1, 1] plus a drift ramp of up to ±_DRIFT, so |u| ≤ 2: at warp 1 a word lasts 1/2.25 to
+# 2.25 times its natural duration and a digit is held 1/16 to 16 times its word's natural duration (extremes are
+# rare: the ends of the string at the largest drift).
+_SPEECH_STRETCH = 1.5
+_VIDEO_STRETCH = 4.0
 _DRIFT = 1.0  # at warp 1 the tempo drifts by up to this many "stretch units" from the first to the last token
 
 

@@ -83,9 +83,10 @@ class PairedInterval:
         return self.low > 0 or self.high < 0
 
     def format(self, scale: float = 1.0, unit: str = "", digits: int = 1) -> str:
+        """``"+diff [low, high] unit (95% paired bootstrap CI, n = …)"``, values multiplied by ``scale``."""
         f = f"{{:+.{digits}f}}"
         return (
-            f"{f.format(self.diff * scale)}{unit} [{f.format(self.low * scale)}, {f.format(self.high * scale)}]"
+            f"{f.format(self.diff * scale)} [{f.format(self.low * scale)}, {f.format(self.high * scale)}]"
             f"{unit} ({100 * self.confidence:.0f}% paired bootstrap CI, n = {self.n})"
         )
 

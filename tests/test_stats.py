@@ -31,7 +31,9 @@ def test_paired_bootstrap_interval():
     same = paired_bootstrap([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
     assert (same.low, same.high) == (0.5, 0.5)
     assert not paired_bootstrap([1.0, 0.0], [0.0, 1.0]).excludes_zero()
-    assert "[+" in ci.format(100, " pts")
+    text = same.format(100, " pts")
+    assert text.startswith("+50.0 [+50.0, +50.0] pts (95% paired bootstrap CI, n = 3)"), text
+    assert text.count("pts") == 1, "the unit is printed once"
     with pytest.raises(ValueError, match="paired"):
         paired_bootstrap([1.0, 2.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="at least 2"):
