@@ -1,11 +1,14 @@
 """Alignment across modalities: which frame of one stream goes with which frame (or token) of another.
 
 * :class:`CrossModalAttention` — queries from one modality, keys and values from another, both projected to a
-  shared width (the cross-modal block of MulT, Tsai et al. 2019): ``softmax(Q Kᵀ/√d_h + mask) V``.
+  shared width: ``softmax(Q Kᵀ/√d_h + mask) V``. It is the attention sub-layer of MulT's cross-modal block
+  (Tsai et al. 2019) only, without its LayerNorms, residual connection, feed-forward layer or positional
+  embeddings.
 * :func:`dtw`, :func:`soft_dtw`, :func:`soft_alignment`, :func:`soft_dtw_divergence` — dynamic time warping
   (Sakoe & Chiba 1978) and its smooth relaxation (Cuturi & Blondel 2017) on any pairwise cost, computed one
   anti-diagonal at a time (every cell of a diagonal depends only on the two previous diagonals), batched, in
-  torch, on any device; the divergence form of Blondel, Mensch & Vert (2021).
+  torch, on any device; the divergence form of Blondel, Mensch & Vert (2021), non-negative under a condition on
+  the cost that their log-augmented cost meets (``pairwise_cost(..., "log_augmented")``).
 * :func:`info_nce`, :class:`FrameEncoder`, :class:`AlignmentSpace` — a shared frame/token space learned with a
   contrastive objective (InfoNCE, van den Oord et al. 2018), in which frames of different modalities become
   comparable.
@@ -30,6 +33,7 @@ from .checks import check_choice, check_tensor
 
 __all__ = [
     "CrossModalAttention",
+    "PAIRWISE_METRICS",
     "pairwise_cost",
     "dtw",
     "soft_dtw",
@@ -58,10 +62,18 @@ _BIG = 1e10  # stands for +inf inside the DP: finite, so that gradients never me
 
 
 class CrossModalAttention(nn.Module):
-    """Multi-head attention whose queries come from one modality and keys/values from another (MulT).
+    """Multi-head attention whose queries come from one modality and keys/values from another.
 
     ``Q = x_q W_q``, ``K = x_c W_k``, ``V = x_c W_v`` (each to ``dim`` = ``heads · d_h``), per head
     ``A = softmax(Q Kᵀ / √d_h)`` with masked context positions at ``-inf``, output ``concat_h(A V) W_o``.
+
+    This is only the attention sub-layer ``CM(Q_β, K_α, V_α)`` of MulT's cross-modal transformer block. The full
+    block (Tsai et al. 2019) also adds positional embeddings to both inputs (after a temporal 1-D
+    convolution), applies LayerNorm before the attention, adds a residual connection around it, follows it with
+    a position-wise feed-forward layer (again with LayerNorm and a residual), and stacks several such layers.
+    None of that is here: this module is order-blind (permuting the context positions leaves the output
+    unchanged) and returns the attended values only.
+
     Inputs are batch first: ``query`` (B, Lq, query_dim) and ``context`` (B, Lc, context_dim); lengths and widths
     may differ. ``context_mask`` (B, Lc) is True at real positions (padding gets exactly zero weight);
     ``query_mask`` (B, Lq) zeroes the outputs and weights of padded queries. Returns ``(attended, weights)``:
@@ -124,13 +136,20 @@ class CrossModalAttention(nn.Module):
 # Dynamic time warping
 
 
+PAIRWISE_METRICS = ("sqeuclidean", "euclidean", "cosine", "log_augmented")
+
+
 def pairwise_cost(x: torch.Tensor, y: torch.Tensor, metric: str = "sqeuclidean") -> torch.Tensor:
     """Cost matrix between two sequences of vectors: ``C[i, j] = c(x_i, y_j)``.
 
     ``x`` (N, D) or (B, N, D), ``y`` (M, D) or (B, M, D); returns (N, M) or (B, N, M). ``metric``:
-    ``"sqeuclidean"`` ``‖x_i − y_j‖²``, ``"euclidean"`` ``‖x_i − y_j‖``, ``"cosine"`` ``1 − cos(x_i, y_j)``.
+    ``"sqeuclidean"`` ``‖x_i − y_j‖²``, ``"euclidean"`` ``‖x_i − y_j‖``, ``"cosine"`` ``1 − cos(x_i, y_j)``,
+    ``"log_augmented"`` ``½‖x_i − y_j‖² + log(2 − exp(−½‖x_i − y_j‖²))`` — the cost for which
+    ``k = exp(−c) = g / (2 − g)``, ``g = exp(−½‖x − y‖²)``, so that ``k / (1 + k) = g / 2`` is positive definite:
+    Cuturi et al. (2007)'s condition for the global alignment kernel, hence for a non-negative soft-DTW divergence
+    at ``γ = 1`` (see :func:`soft_dtw_divergence`). It is 0 on identical frames and grows like ``½‖x − y‖² + log 2``.
     """
-    check_choice("metric", metric, ("sqeuclidean", "euclidean", "cosine"))
+    check_choice("metric", metric, PAIRWISE_METRICS)
     if x.dim() not in (2, 3):
         raise ValueError(f"x must have shape (N, D) or (B, N, D), got {tuple(x.shape)}")
     shape = ("B", None, "D") if x.dim() == 3 else (None, "D")
@@ -141,6 +160,9 @@ def pairwise_cost(x: torch.Tensor, y: torch.Tensor, metric: str = "sqeuclidean")
         return 1.0 - F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).transpose(-1, -2)
     sq = (x * x).sum(-1)[..., :, None] + (y * y).sum(-1)[..., None, :] - 2 * x @ y.transpose(-1, -2)
     sq = sq.clamp_min(0.0)
+    if metric == "log_augmented":
+        half = 0.5 * sq
+        return half + torch.log1p(-torch.expm1(-half))  # log(2 − e^{−a}) = log1p(−expm1(−a)), stable near 0
     return sq if metric == "sqeuclidean" else sq.sqrt()
 
 
@@ -242,8 +264,9 @@ def soft_dtw(
 
     ``sdtw_γ(C) = −γ log Σ_{A ∈ 𝒜} exp(−⟨A, C⟩ / γ)`` via ``min_γ(a, b, c) = −γ log(e^{−a/γ} + e^{−b/γ} +
     e^{−c/γ})`` (Cuturi & Blondel, ICML 2017). ``sdtw_γ → DTW`` as ``γ → 0``; more precisely
-    ``DTW − γ log|𝒜| ≤ sdtw_γ ≤ DTW``. It is *not* zero on identical inputs (it is negative there): use
-    :func:`soft_dtw_divergence` to compare sequences. Shapes as in :func:`dtw`; returns () or (B,).
+    ``DTW − γ log|𝒜| ≤ sdtw_γ ≤ DTW``. It is *not* zero on identical inputs: for a cost that is 0 on the
+    diagonal, DTW(x, x) = 0, so ``sdtw_γ(C(x, x)) ≤ 0``, strictly below 0 as soon as there is more than one path.
+    Use :func:`soft_dtw_divergence` to compare sequences. Shapes as in :func:`dtw`; returns () or (B,).
     """
     gamma = _check_gamma(gamma)
     c, rows, cols, single = _prepare(cost, row_mask, col_mask)
@@ -271,17 +294,38 @@ def soft_dtw_divergence(
     x: torch.Tensor,
     y: torch.Tensor,
     gamma: float = 1.0,
-    cost_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = pairwise_cost,
+    cost: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "sqeuclidean",
     x_mask: torch.Tensor | None = None,
     y_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Soft-DTW divergence ``D_γ(x, y) = sdtw_γ(C(x, y)) − ½ sdtw_γ(C(x, x)) − ½ sdtw_γ(C(y, y))``.
+    """Soft-DTW divergence ``D_γ(x, y) = sdtw_γ(C(x, y)) − ½ sdtw_γ(C(x, x)) − ½ sdtw_γ(C(y, y))``
+    (Blondel, Mensch & Vert, "Differentiable divergences between time series", AISTATS 2021).
 
-    Zero when ``x = y``, and non-negative when ``exp(−c/γ)`` is a positive-definite kernel (e.g. the squared
-    Euclidean cost, the default) (Blondel, Mensch & Vert, AISTATS 2021). ``x`` (N, D) or (B, N, D), ``y`` (M, D)
-    or (B, M, D); ``cost_fn(a, b)`` returns their cost matrix; masks as in :func:`dtw`. Differentiable.
+    ``cost`` is a metric of :func:`pairwise_cost` (``"sqeuclidean"``, the default, or ``"log_augmented"``, ...)
+    or a function ``cost(a, b)`` returning the cost matrix. ``x`` (N, D) or (B, N, D), ``y`` (M, D) or (B, M, D);
+    masks as in :func:`dtw`. Differentiable.
+
+    ``D_γ(x, x) = 0`` for any cost. Non-negativity is *not* automatic: with the global alignment kernel
+    ``K(x, y) = exp(−sdtw_γ(C(x, y))/γ) = Σ_A Π_{(i,j) ∈ A} k(x_i, y_j)``, ``k = exp(−c/γ)``, one has
+    ``D_γ = −γ log(K(x, y) / √(K(x, x) K(y, y)))``, which is ≥ 0 whenever ``K`` is a positive-definite kernel
+    (Cauchy–Schwarz). Cuturi et al. (2007, "A kernel for time series based on global alignments") show that
+    ``K`` is positive definite when ``k / (1 + k)`` is; Blondel et al. use this to prove ``D_γ ≥ 0``. The
+    ``"log_augmented"`` cost meets the condition at ``γ = 1`` (``k/(1+k) = ½ exp(−½‖x − y‖²)``; for another γ,
+    the condition is on ``exp(−c/γ)``: use ``γ = 1`` and scale the inputs to set the bandwidth). For the squared
+    Euclidean cost ``k`` is a Gaussian kernel, positive definite, but ``k/(1+k)`` need not be: the proof does not
+    cover it (random checks find no negative value, which is evidence, not a guarantee).
     """
     gamma = _check_gamma(gamma)
+    if isinstance(cost, str):
+        check_choice("cost", cost, PAIRWISE_METRICS)
+        metric = cost
+
+        def cost_fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return pairwise_cost(a, b, metric)
+    elif callable(cost):
+        cost_fn = cost
+    else:
+        raise TypeError(f"cost must be a metric name or a function (a, b) -> cost matrix, got {type(cost).__name__}")
     if x.dim() != y.dim() or x.dim() not in (2, 3) or x.shape[-1] != y.shape[-1]:
         raise ValueError(
             f"x and y must both have shape (N, D) / (M, D) or (B, N, D) / (B, M, D), got {tuple(x.shape)} and "

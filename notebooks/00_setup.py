@@ -24,8 +24,8 @@
 # **What you'll learn:** what `mmlab` offers, how each modality looks as tensors, and why a number is only
 # worth something with its data, metric, baseline and seeds.
 #
-# **What you'll need:** Python and a little PyTorch. Everything runs on a laptop CPU in under a minute; a GPU
-# is used when present. **Time:** ~15 minutes.
+# **What you'll need:** Python and a little PyTorch. Everything runs on a laptop CPU; a GPU is used when
+# present. **Time:** ~20 minutes.
 #
 # ## The course
 # Each lesson starts from a *tempting recipe* that circulates in blog posts, shows measurably where it fails,
@@ -81,11 +81,14 @@ assert device.type in ("cpu", "cuda", "mps")
 # ## 2. The course data: AV-Digits
 # AV-Digits is built the way AV-MNIST is: images and spoken clips of the same digit are paired by label.
 # * **image** — an 8×8 handwritten digit from scikit-learn's bundled `load_digits` (pixels in [0, 1]);
-# * **audio** — the digit's name spoken by one of 8 `espeak-ng` voices at several speeds and pitches, as a
-#   log-mel spectrogram (32 mel bands × 10 ms frames); *test clips come from 2 voices never heard in training*;
+# * **audio** — the digit's name spoken by one of 8 `espeak-ng` voices at 4 speed/pitch settings, as a
+#   log-mel spectrogram (32 mel bands × 10 ms frames);
 # * **text** — a caption from templates ("a handwritten seven", "digit: 7", sometimes misspelled).
 #
-# The data ship with the repository (`data/avdigits_audio.npz`, 2 MB); nothing is downloaded.
+# Three splits, and what each one means (more in [How this course measures](#How-this-course-measures)):
+# **train** (what models learn from); **val** = seen voices, unseen recordings and unseen images (every choice
+# is made here); **test** = 2 voices never heard in training, and unseen images (reported once, at the end).
+# The clips ship inside the `mmlab` package (`mmlab/assets/avdigits_audio.npz`); nothing is downloaded.
 
 # %%
 from mmlab.data import load_audio_clips, load_avdigits
@@ -95,13 +98,23 @@ train, val, test = (load_avdigits(s) for s in ("train", "val", "test"))
 clips = load_audio_clips()
 print(f"train {len(train)} · val {len(val)} · test {len(test)} items")
 print(f"image {tuple(train.image.shape)} · audio {tuple(train.audio.shape)} · labels {tuple(train.label.shape)}")
-print("train voices:", sorted({str(clips['voice_names'][v]) for v in train.voice.tolist()}))
-print("test voices: ", sorted({str(clips['voice_names'][v]) for v in test.voice.tolist()}))
+print("train voices:", sorted({str(clips["voice_names"][v]) for v in train.voice.tolist()}))
+print("test voices: ", sorted({str(clips["voice_names"][v]) for v in test.voice.tolist()}))
+print(
+    f"{len(clips['voice_names'])} voices, {len(set(zip(clips['speed'].tolist(), clips['pitch'].tolist())))} "
+    f"speed/pitch settings, {clips['wave'].shape[0]} clips, audio {train.audio.shape[-1]} mel bands"
+)
+assert len(clips["voice_names"]) == 8 and len(set(test.voice.tolist())) == 2 and train.audio.shape[-1] == 32
 assert not set(train.voice.tolist()) & set(test.voice.tolist()), "test speakers are held out"
+assert set(val.voice.tolist()) <= set(train.voice.tolist()), "val speakers are seen in training..."
+assert not set(val.clip.tolist()) & set(train.clip.tolist()), "...but val recordings are not"
 
 # %%
-show_images(train.image[:20], labels=[f"{int(y)}: {t[:12]}" for y, t in zip(train.label[:20], train.text[:20])],
-            title="AV-Digits images with their captions")
+show_images(
+    train.image[:20],
+    labels=[f"{int(y)}: {t[:12]}" for y, t in zip(train.label[:20], train.text[:20])],
+    title="AV-Digits images with their captions",
+)
 
 # %% [markdown]
 # Each clip becomes a log-mel spectrogram: time on the x axis, mel bands (low to high pitch) on the y axis.
@@ -133,35 +146,43 @@ for i in (0, 1):
 from mmlab.lessons.tour import avdigits_sample_figure
 
 wide = {"description_width": "initial"}  # room for each control's full description
-interact(
+_ = interact(
     avdigits_sample_figure,
     index=IntSlider(0, 0, len(train) - 1, description="index", style=wide),
     image_noise=FloatSlider(value=0.0, min=0, max=1, step=0.1, description="image noise", style=wide),
     audio_noise=FloatSlider(value=0.0, min=0, max=2, step=0.25, description="audio noise", style=wide),
     text_noise=FloatSlider(value=0.0, min=0, max=1, step=0.1, description="text noise", style=wide),
     split=["train", "val", "test"],
-);
-
+)
 # %% [markdown]
 # ## 4. A first measured table: one modality at a time, then all three
 # With clean captions, text alone is perfect — the caption *names* the digit. That is a shortcut, and
 # real data sets have them too. To make every modality informative but imperfect we set
-# `image_noise=0.4` and `text_noise=0.6`; audio is hard on its own because test voices are new.
+# `image_noise=0.4` and `text_noise=0.6` (set once, by design, before any model was trained); audio is hard
+# on its own because test voices are new.
 #
 # The models are small: an MLP on pixels, a 1-D CNN over spectrogram frames (padded frames masked out), a bag of
 # word embeddings for captions; the joint model concatenates the three features before one linear layer.
-# Every number below is the mean over 3 seeds, with its standard deviation — a single run can mislead.
+# The course's protocol, in miniature: each model **trains on train** for up to 15 epochs; after every epoch
+# `KeepBest` scores it on **val** and keeps the best epoch's weights (the epoch is *chosen on val*); the
+# best single modality is also chosen on val; only then is **test** read, once. Every number is over 5 seeds.
 
 # %%
+from mmlab.lessons.tour import KeepBest
 from mmlab.models import AudioCNN, MLPEncoder, MultimodalClassifier, TextBagEncoder
+from mmlab.stats import format_spread, paired_bootstrap, sign_count
 from mmlab.text import WordTokenizer
 from mmlab.train import evaluate, fit, make_loader
 
 knobs = dict(image_noise=0.4, text_noise=0.6)
-train_n, test_n = load_avdigits("train", **knobs), load_avdigits("test", **knobs)
-tokenizer = WordTokenizer(train_n.text)
-ids_train, _ = tokenizer(train_n.text, max_len=8)
-ids_test, _ = tokenizer(test_n.text, max_len=8)
+data = {split: load_avdigits(split, **knobs) for split in ("train", "val", "test")}
+tokenizer = WordTokenizer(data["train"].text)  # the vocabulary comes from the training captions only
+
+
+def loader(split, **kwargs):
+    d = data[split]
+    ids, _ = tokenizer(d.text, max_len=8)
+    return make_loader(d.image, d.audio, d.audio_len, ids, d.label, **kwargs)
 
 
 def forward(model, batch):
@@ -171,41 +192,145 @@ def forward(model, batch):
     return model(*[inputs[m] for m in model.modalities]), y
 
 
+val_loader, test_loader = loader("val", batch_size=512), loader("test", batch_size=512)
+
+
 def run(modalities, seed):
+    """Train on train; choose the epoch on val (KeepBest); return the chosen model and its val accuracy."""
     seed_everything(seed)
-    encoders = {"image": MLPEncoder(64, 64), "audio": AudioCNN(32, 64), "text": TextBagEncoder(len(tokenizer), 64)}
+    encoders = {
+        "image": MLPEncoder(64, 64),
+        "audio": AudioCNN(32, 64, width=32),
+        "text": TextBagEncoder(len(tokenizer), 64),
+    }
     model = MultimodalClassifier({m: encoders[m] for m in modalities}, num_classes=10)
-    loader = make_loader(train_n.image, train_n.audio, train_n.audio_len, ids_train, train_n.label,
-                         batch_size=64, shuffle=True, seed=seed)
-    fit(model, loader, epochs=15, lr=3e-3, forward_fn=forward, device=device, desc="+".join(modalities))
-    test_loader = make_loader(test_n.image, test_n.audio, test_n.audio_len, ids_test, test_n.label, batch_size=256)
-    return evaluate(model, test_loader, forward_fn=forward)["accuracy"]
+    best = KeepBest(lambda m: evaluate(m, val_loader, forward_fn=forward)["accuracy"], name="val_acc")
+    fit(
+        model,
+        loader("train", batch_size=64, shuffle=True, seed=seed),
+        epochs=15,
+        lr=3e-3,
+        forward_fn=forward,
+        after_epoch=best,
+        device=device,
+        desc=f"{'+'.join(modalities)} seed {seed}",
+    )
+    return best.restore(model), best
 
 
-setups = {"image only": ["image"], "audio only": ["audio"], "text only": ["text"],
-          "joint (concat)": ["image", "audio", "text"]}
-seeds = [0, 1, 2]
-acc = {name: np.array([run(mods, s) for s in seeds]) for name, mods in setups.items()}
+setups = {
+    "image only": ["image"],
+    "audio only": ["audio"],
+    "text only": ["text"],
+    "joint (concat)": ["image", "audio", "text"],
+}
+seeds = [0, 1, 2, 3, 4]
+runs = {name: [run(mods, s) for s in seeds] for name, mods in setups.items()}
+
+# %% [markdown]
+# **The choices, on val only.** This cell sees validation accuracies and nothing else: the epoch of each run,
+# and which single modality is the best.
+
+# %%
+val_acc = {name: np.array([best.best_score for _, best in rs]) for name, rs in runs.items()}
+print("split: VAL (seen voices, unseen recordings and images) — where choices are made")
+for name, a in val_acc.items():
+    print(f"{name:15s} {format_spread(a, 100, ' %')}   epochs chosen: {[best.best_epoch for _, best in runs[name]]}")
+singles = ["image only", "audio only", "text only"]
+best_single = max(singles, key=lambda k: val_acc[k].mean())
+print(f"best single modality on val: {best_single}")
+
+# %% [markdown]
+# **The report, on test, read once.** Nothing below changes a model or a choice.
+
+# %%
+acc = {
+    name: np.array([evaluate(m, test_loader, forward_fn=forward)["accuracy"] for m, _ in rs])
+    for name, rs in runs.items()
+}
+print("split: TEST (unseen voices, unseen images) — reported once, after the last choice")
 for name, a in acc.items():
-    print(f"{name:15s} test accuracy {100 * a.mean():5.1f} ± {100 * a.std():.1f} %   (seeds: {np.round(100 * a, 1)})")
+    print(f"{name:15s} {format_spread(a, 100, ' %')}")
+for other in singles:
+    print(f"joint − {other:11s} {paired_bootstrap(acc['joint (concat)'], acc[other]).format(100, ' pts')}")
 
 # %%
 from mmlab.viz import bar_chart
 
-bar_chart({k: v.mean() for k, v in acc.items()}, errors={k: v.std() for k, v in acc.items()},
-          ylabel="test accuracy (fraction)", title="AV-Digits: each modality alone vs joint (3 seeds)",
-          ref=0.1, ref_label="chance (10 classes)")
+bar_chart(
+    {k: v.mean() for k, v in acc.items()},
+    errors={k: v.std(ddof=1) for k, v in acc.items()},
+    ylabel="test accuracy (fraction)",
+    title=f"AV-Digits test split: mean ± std over {len(seeds)} seeds",
+    ref=0.1,
+    ref_label="chance (10 classes)",
+)
 
 # %% [markdown]
-# **What the seeds show** (checked below, so this notebook fails if it stops being true): every modality alone
-# is far above chance (10%) but imperfect, and the joint model beats the best single modality on average.
+# **What the seeds show** (checked below with stated margins, so this notebook fails if it stops being true):
+#
+# * every modality alone is far above chance: more than 25 points above 10% in every seed;
+# * and imperfect: below 95% in every seed;
+# * the joint model beats every single modality — the one chosen on val and each of the others — with a 95%
+#   paired interval whose lower bound is above a 5-point margin;
+# * val chose audio as the best single modality — on voices it has heard. On new voices audio alone loses more
+#   than 10 points in every seed (val − test of the same models): the cost of a new voice, which exercise 2
+#   compares with the joint model's.
 
 # %%
-means = {k: v.mean() for k, v in acc.items()}
-best_single = max(means[k] for k in ("image only", "audio only", "text only"))
-assert all(means[k] > 0.3 for k in ("image only", "audio only", "text only")), means
-assert means["joint (concat)"] > best_single + 0.03, means
-print(f"joint beats the best single modality by {100 * (means['joint (concat)'] - best_single):.1f} points")
+chance, margin = 0.1, 0.05
+for k in singles:
+    assert sign_count(acc[k], np.full(len(seeds), chance), margin=0.25) == len(seeds), (k, acc[k])
+    assert (acc[k] < 0.95).all(), (k, acc[k])
+intervals = {k: paired_bootstrap(acc["joint (concat)"], acc[k]) for k in singles}
+assert all(ci.low > margin for ci in intervals.values()), intervals
+assert best_single == "audio only" and sign_count(val_acc["audio only"], acc["audio only"], margin=0.10) == len(seeds)
+print(
+    f"smallest lower bound: joint − {min(intervals, key=lambda k: intervals[k].low)} "
+    f"{min(ci.low for ci in intervals.values()) * 100:+.1f} pts > {margin * 100:.0f}-point margin"
+)
+
+# %% [markdown]
+# ## How this course measures
+# Every lesson makes its numbers the way the table above was made, and links here.
+#
+# **Three splits, three jobs.** **train** is what a model learns from. **val** — for AV-Digits, *seen voices,
+# unseen recordings and unseen images* — is where **every choice** is made: epochs, learning rates, ranks,
+# thresholds, which method is "best". **test** — *unseen voices* — is **reported once, after the last choice**.
+# A choice made on test numbers turns the test split into a second val split and its numbers into optimistic
+# ones. So a val–test gap in this course measures one thing: the cost of a new voice (not of a new recording).
+#
+# **Seeds.** One training run is one draw: initialisation, batch order and sampled data change with the seed,
+# and two methods can swap places from one seed to the next. So we train several seeds (5 where a claim rests on
+# a difference of a few points) and print `mmlab.stats.format_spread`: mean ± sample standard deviation
+# (ddof = 1, Bessel's correction), min–max and n.
+#
+# **Confidence intervals.** To say A beats B we look at the *paired* differences $d_s = a_s - b_s$ (same seed,
+# same data, so shared luck cancels) and resample them with replacement: `paired_bootstrap(a, b)` gives the mean
+# difference and a 95% percentile interval. With 5 seeds that interval is **optimistic**: it can never be wider
+# than the range of the differences seen, so it says "stable over these seeds", not "proven". Where test items are
+# the natural unit (one model, many items), the same function runs over items.
+#
+# **Sign counts with a margin.** `sign_count(a, b, margin)` counts the seeds where A is ahead of B by more than
+# the margin — a claim like "in 5 of 5 seeds, by more than 2 points" is plain to read and hard to fake.
+#
+# **What an assert certifies.** An `assert` in a lesson certifies that *the effect reappears on this machine,
+# with these seeds, within the stated margin*. It is not a universal truth about the methods: another data
+# set, model size or set of seeds can change it — and then the notebook fails loudly instead of telling a
+# story that stopped being true. Prose that says "about X" is checked from both sides.
+#
+# A live example on the table above: the joint model against image alone, over the 5 seeds.
+
+# %%
+a, b = acc["joint (concat)"], acc["image only"]
+ci = paired_bootstrap(a, b)
+print(f"joint (test):      {format_spread(a, 100, ' %')}")
+print(f"image only (test): {format_spread(b, 100, ' %')}")
+print(f"joint − image:     {ci.format(100, ' pts')}")
+print(f"seeds where joint leads by more than 5 points: {sign_count(a, b, margin=0.05)} of {len(a)}")
+d = a - b
+assert ci.low >= d.min() - 1e-12 and ci.high <= d.max() + 1e-12  # never wider than the differences seen
+assert ci.low > 0.05 and sign_count(a, b, margin=0.05) == len(a)
 
 # %% [markdown]
 # ## 5. What `mmlab` offers
@@ -226,12 +351,15 @@ for info in sorted(pkgutil.walk_packages(mmlab.__path__, "mmlab."), key=lambda m
 # ## Exercises
 # 1. Set `knobs = dict()` (no noise) and re-run section 4. Which modality becomes a shortcut, and what happens
 #    to the joint model's margin over it?
-# 2. Train the audio model on `load_avdigits("val")` voices and test on `"val"`: how much of the audio gap is
-#    caused by new speakers?
+# 2. **The cost of a new voice.** The audio-only models above were trained on train, their epochs chosen on
+#    val, and reported on test. Evaluate the same models on val (seen voices, unseen recordings) and on test
+#    (unseen voices) and compute, per seed, val − test: that gap is the cost of a new voice. Do the same for the
+#    joint model and compare the two gaps with `paired_bootstrap`. (Nothing here is chosen on test.)
 # 3. Replace `MLPEncoder` by `mmlab.models.ImageCNN` for images. Does a CNN help on 8×8 pixels?
 #
 # ## Summary
 # * The course runs on your CPU, offline, in minutes; `mmlab.get_device()` uses a GPU when there is one.
 # * AV-Digits gives three modalities of the same digit with a noise knob each; test speakers are unseen.
-# * Numbers in this course come with their data, metric, baseline and seeds — and an assertion that fails if
+# * Numbers in this course come with their data, metric, baseline and seeds: trained on train, chosen on val,
+#   reported once on test, with spreads over seeds and paired intervals — and an assertion that fails if
 #   they stop holding. Next: **Lesson 1 — modality alignment**.

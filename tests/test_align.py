@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from mmlab.align import (
     ALIGN_METHODS,
+    PAIRWISE_METRICS,
     AlignmentSpace,
     AttentionAligner,
     CrossModalAttention,
@@ -83,6 +84,23 @@ def test_cross_modal_attention_no_batch_mixing():
     c[2] += 5
     out2 = cma(q, c)[0]
     assert torch.equal(out[[0, 1, 3]], out2[[0, 1, 3]]) and not torch.allclose(out[2], out2[2])
+
+
+def test_cross_modal_attention_is_only_the_attention_sublayer():
+    # no positional embeddings: permuting the context positions (and its mask) leaves the output unchanged;
+    # no residual: a zero value projection gives a zero output whatever the query
+    torch.manual_seed(1)
+    cma = CrossModalAttention(6, 5, 8, heads=2)
+    q, c = torch.randn(2, 4, 6), torch.randn(2, 7, 5)
+    mask = _prefix_mask([7, 5], 7)
+    perm = torch.tensor([3, 0, 6, 1, 5, 2, 4])
+    out, w = cma(q, c, context_mask=mask)
+    out_p, w_p = cma(q, c[:, perm], context_mask=mask[:, perm])
+    assert torch.allclose(out, out_p, atol=1e-6) and torch.allclose(w[..., perm], w_p, atol=1e-6)
+    assert not any(isinstance(m, (torch.nn.LayerNorm, torch.nn.Embedding)) for m in cma.modules())
+    with torch.no_grad():
+        cma.v.weight.zero_(), cma.v.bias.zero_(), cma.out.bias.zero_()
+    assert cma(q, c, context_mask=mask)[0].abs().max() == 0
 
 
 @pytest.mark.parametrize(
@@ -285,6 +303,49 @@ def test_soft_dtw_divergence():
     assert torch.isclose(d[1], soft_dtw_divergence(x[1, :4], y[1], 0.5), atol=1e-4)
     with pytest.raises(ValueError, match="x and y"):
         soft_dtw_divergence(x, torch.randn(2, 9, 4), 1.0)
+
+
+def test_log_augmented_cost():
+    x, y = torch.randn(2, 4, 3, generator=_gen(30)), torch.randn(2, 6, 3, generator=_gen(31))
+    d2 = torch.cdist(x, y) ** 2
+    want = 0.5 * d2 + torch.log(2 - torch.exp(-0.5 * d2))
+    got = pairwise_cost(x, y, "log_augmented")
+    assert torch.allclose(got, want, atol=1e-5) and (got >= 0).all()
+    assert torch.allclose(pairwise_cost(x, x, "log_augmented").diagonal(dim1=-2, dim2=-1), torch.zeros(2, 4), atol=1e-5)
+    # k = exp(-c) and k / (1 + k) = exp(-d²/2) / 2 (Cuturi et al. 2007's condition): check on the numbers
+    k = torch.exp(-got)
+    assert torch.allclose(k / (1 + k), 0.5 * torch.exp(-0.5 * d2), atol=1e-6)
+    assert "log_augmented" in PAIRWISE_METRICS
+
+
+def test_soft_dtw_divergence_log_augmented_is_non_negative():
+    # D_1 >= 0 is proved for this cost at gamma = 1 (Blondel, Mensch & Vert 2021): random pairs of any lengths,
+    # and pairs built to be close (a sequence and a slightly perturbed, re-timed copy of it)
+    g = _gen(40)
+    values = []
+    for _ in range(20):
+        n, m, d = (int(v) for v in torch.randint(1, 7, (3,), generator=g))
+        scale = float(torch.rand(1, generator=g)) * 3
+        x = scale * torch.randn(n, d, generator=g, dtype=torch.float64)
+        y = scale * torch.randn(m, d, generator=g, dtype=torch.float64)
+        close = torch.repeat_interleave(x, 2, 0) + 0.05 * torch.randn(2 * n, d, generator=g, dtype=torch.float64)
+        for other in (y, close):
+            values.append(soft_dtw_divergence(x, other, 1.0, cost="log_augmented").item())
+        assert abs(soft_dtw_divergence(x, x, 1.0, cost="log_augmented").item()) < 1e-10
+    assert min(values) >= -1e-10 and max(values) > 0.1
+    # batched, masked, and the cost given as a function agree with the name
+    x, y = torch.randn(2, 5, 3, generator=g), torch.randn(2, 4, 3, generator=g)
+    by_name = soft_dtw_divergence(x, y, 1.0, cost="log_augmented", x_mask=_prefix_mask([5, 3], 5))
+    by_fn = soft_dtw_divergence(
+        x, y, 1.0, cost=lambda a, b: pairwise_cost(a, b, "log_augmented"), x_mask=_prefix_mask([5, 3], 5)
+    )
+    assert torch.allclose(by_name, by_fn) and (by_name >= 0).all()
+    assert torch.isclose(by_name[1], soft_dtw_divergence(x[1, :3], y[1], 1.0, cost="log_augmented"), atol=1e-5)
+    assert not torch.allclose(by_name, soft_dtw_divergence(x, y, 1.0, x_mask=_prefix_mask([5, 3], 5)))
+    with pytest.raises(ValueError, match="cost"):
+        soft_dtw_divergence(x, y, 1.0, cost="manhattan")
+    with pytest.raises(TypeError, match="cost"):
+        soft_dtw_divergence(x, y, 1.0, cost=3)
 
 
 def _softmin(values, gamma: float) -> float:

@@ -13,6 +13,7 @@ from mmlab.align import ALIGN_METHODS, AlignmentSpace, AttentionAligner, alignme
 from mmlab.data import collate_episodes, make_alignment_episode, make_alignment_episodes, make_grounding_canvases
 from mmlab.lessons.alignment import (
     ALIGN_METHOD_LABELS,
+    SELECTION_SEED_OFFSET,
     TEST_SEED_OFFSET,
     alignment_curves_figure,
     alignment_experiment,
@@ -23,6 +24,8 @@ from mmlab.lessons.alignment import (
     episode_figure,
     grounding_figure,
     score_methods,
+    selection_batch,
+    timing_ranges,
 )
 
 
@@ -147,6 +150,42 @@ def test_alignment_curves_figure():
     fig = alignment_curves_figure(acc, [0.0, 1.0], chance=0.25)
     ax = fig.axes[0]
     assert "2 seeds" in ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    assert "(val episodes)" in alignment_curves_figure(acc, [0.0, 1.0], split="val").axes[0].get_title()
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {"pair by index", "DTW, cost −log p(same word)"}
     with pytest.raises(ValueError, match="acc"):
         alignment_curves_figure(acc, [0.0, 0.5, 1.0])
+
+
+def test_val_sets_and_selection_batch_never_touch_test():
+    val = alignment_test_sets([1.0], [0], n=3, split="val")[1.0, 0]
+    expected = collate_episodes(make_alignment_episodes(3, "val", warp=1.0, seed=TEST_SEED_OFFSET))
+    assert all(torch.equal(val[k], expected[k]) for k in val)
+    test = alignment_test_sets([1.0], [0], n=3)[1.0, 0]
+    assert val["speech"].shape != test["speech"].shape or not torch.equal(val["speech"], test["speech"])
+    sel = selection_batch(3, n=4)
+    warp = np.random.default_rng(SELECTION_SEED_OFFSET + 3).uniform(0, 1, 4)
+    want = collate_episodes(make_alignment_episodes(4, "val", warp=warp, seed=SELECTION_SEED_OFFSET + 3))
+    assert all(torch.equal(sel[k], want[k]) for k in sel), "val split, mixed warps, its own stream"
+    assert len(set(np.round(warp, 3))) == 4
+    with pytest.raises(ValueError, match="n must"):
+        selection_batch(0, n=0)
+
+
+def test_timing_ranges_measure_what_the_generator_states():
+    in_step = timing_ranges(make_alignment_episodes(8, "val", warp=0.0, seed=3))
+    # in step: every word at its natural duration (up to half a frame of rounding), no pauses, no lead
+    assert np.allclose(in_step["speech_stretch"], 1, atol=0.1) and np.allclose(in_step["video_hold"], 1, atol=0.15)
+    assert (in_step["pause_s"] <= 0.04 + 1e-9).all() and (in_step["lead_s"] == 0).all()
+    eps = make_alignment_episodes(30, "val", warp=1.0, seed=3)
+    r = timing_ranges(eps)
+    assert len(r["lead_s"]) == 30 and len(r["speech_stretch"]) == sum(len(e.digits) for e in eps)
+    assert 0.9 / 2.25 < r["speech_stretch"].min() and r["speech_stretch"].max() < 1.1 * 2.25
+    assert 0.9 / 16 < r["video_hold"].min() and r["video_hold"].max() < 1.1 * 16
+    assert r["pause_s"].max() <= 0.44 + 1e-9 and r["lead_s"].max() <= 0.54 + 1e-9
+    assert r["speech_stretch"].std() > 3 * in_step["speech_stretch"].std(), "the warp stretches words"
+    # one hand-checked episode: the lead is the silent frames before the first spoken one
+    ep = eps[0]
+    first = int(ep.speech_voiced.numpy().argmax())
+    assert r["lead_s"][0] == pytest.approx(first * ep.frame_ms / 1000)
+    with pytest.raises(ValueError, match="episodes"):
+        timing_ranges([])

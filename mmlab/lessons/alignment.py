@@ -3,7 +3,9 @@
 The methods themselves (cross-modal attention, DTW and soft-DTW, the shared space, the aligners, the pairings and
 the metric) live in :mod:`mmlab.align`; this module only drives them the way the lesson does:
 
-* :func:`alignment_test_sets` — the lesson's test episodes, one padded batch per (warp, seed);
+* :func:`alignment_test_sets` — the lesson's evaluation episodes (val or test), one padded batch per (warp, seed);
+  :func:`selection_batch` — validation episodes at mixed warps, for choosing epochs;
+* :func:`timing_ranges` — the measured stretches, holds, pauses and leading silences of a set of episodes;
 * :func:`alignment_score`, :func:`chance_accuracy`, :func:`score_methods` — scoring a pairing method on a batch;
 * :func:`alignment_experiment` — every method at every warp for several seeds, given a trainer;
 * :func:`episode_figure`, :func:`alignment_figure` (the widget), :func:`alignment_curves_figure`,
@@ -28,14 +30,24 @@ from ..align import (
     proportional_pairing,
 )
 from ..checks import check_choice, check_tensor
-from ..data import DIGIT_WORDS, AlignmentEpisode, collate_episodes, make_alignment_episode, make_alignment_episodes
+from ..data import (
+    DIGIT_WORDS,
+    AlignmentEpisode,
+    collate_episodes,
+    load_audio_clips,
+    make_alignment_episode,
+    make_alignment_episodes,
+)
 from ..train import eval_mode, to_device
 from ..viz import new_figure, plot_curves
 
 __all__ = [
     "ALIGN_METHOD_LABELS",
     "TEST_SEED_OFFSET",
+    "SELECTION_SEED_OFFSET",
     "alignment_test_sets",
+    "selection_batch",
+    "timing_ranges",
     "alignment_score",
     "chance_accuracy",
     "score_methods",
@@ -53,7 +65,8 @@ ALIGN_METHOD_LABELS = {
     "dtw": "DTW, cost −log p(same word)",
     "attention": "cross-modal attention",
 }
-TEST_SEED_OFFSET = 1000  # test episodes of seed s are stream 1000 + s: never the training streams 0, 1, 2, ...
+TEST_SEED_OFFSET = 1000  # evaluation episodes of seed s are stream 1000 + s: never the training streams 0, 1, 2, ...
+SELECTION_SEED_OFFSET = 2000  # the validation episodes that choose epochs: stream 2000 + s of the val split
 
 Batch = dict[str, torch.Tensor]
 Trainer = Callable[[int], tuple[AlignmentSpace, AttentionAligner]]
@@ -66,10 +79,11 @@ Trainer = Callable[[int], tuple[AlignmentSpace, AttentionAligner]]
 def alignment_test_sets(
     warps: Sequence[float], seeds: Sequence[int], n: int = 40, split: str = "test"
 ) -> dict[tuple[float, int], Batch]:
-    """The lesson's test sets: for each warp ``w`` and seed ``s``, ``n`` episodes of stream
-    ``TEST_SEED_OFFSET + s`` at warp ``w``, collated into one padded batch. The same episode numbers give the same
-    digits, images and clips at every warp (only the timing changes), so the warps are compared on the same
-    strings."""
+    """The lesson's evaluation sets of one split: for each warp ``w`` and seed ``s``, ``n`` episodes of stream
+    ``TEST_SEED_OFFSET + s`` of ``split`` at warp ``w``, collated into one padded batch. ``split="val"``: seen
+    voices, unseen recordings and images (where the lesson chooses); ``"test"``: unseen voices and images (what it
+    reports). The same episode numbers give the same digits, images and clips at every warp (only the timing
+    changes), so the warps are compared on the same strings."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if not len(warps) or not len(seeds):
@@ -79,6 +93,44 @@ def alignment_test_sets(
         for w in warps
         for s in seeds
     }
+
+
+def selection_batch(seed: int, n: int = 30) -> Batch:
+    """``n`` validation episodes at warps drawn uniformly in [0, 1] (stream ``SELECTION_SEED_OFFSET + seed`` of the
+    val split), collated: what the lesson scores after every epoch to choose the epoch (never the test split)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    warp = np.random.default_rng(SELECTION_SEED_OFFSET + seed).uniform(0, 1, n)
+    return collate_episodes(make_alignment_episodes(n, "val", warp=warp, seed=SELECTION_SEED_OFFSET + seed))
+
+
+def timing_ranges(episodes: Sequence[AlignmentEpisode]) -> dict[str, np.ndarray]:
+    """What the warp did to each token of ``episodes``, measured from the frames (so up to one frame of rounding):
+
+    * ``"speech_stretch"`` — spoken frames of the token / its clip's natural duration in frames;
+    * ``"video_hold"`` — video frames of the token / the same natural duration;
+    * ``"pause_s"`` — silent frames after the token's last spoken frame, in seconds;
+    * ``"lead_s"`` — silent frames before the first spoken frame, in seconds (one value per episode).
+
+    Each value is an array (one entry per token, or per episode for ``"lead_s"``).
+    """
+    if not len(episodes):
+        raise ValueError("episodes must hold at least one episode")
+    clips = load_audio_clips()
+    sr = int(clips["sample_rate"])
+    out: dict[str, list[float]] = {"speech_stretch": [], "video_hold": [], "pause_s": [], "lead_s": []}
+    for ep in episodes:
+        dt = ep.frame_ms / 1000
+        hop = sr * ep.frame_ms / 1000
+        voiced, tokens = ep.speech_voiced.numpy(), ep.speech_token.numpy()
+        out["lead_s"].append(float(np.argmax(voiced)) * dt)
+        for k, c in enumerate(ep.clips.tolist()):
+            natural = clips["length"][c] / hop
+            spoken = np.flatnonzero((tokens == k) & voiced)
+            out["speech_stretch"].append(len(spoken) / natural)
+            out["video_hold"].append(float((ep.video_token == k).sum()) / natural)
+            out["pause_s"].append(float(((tokens == k) & (np.arange(len(tokens)) > spoken.max())).sum()) * dt)
+    return {k: np.array(v) for k, v in out.items()}
 
 
 def alignment_score(
@@ -246,10 +298,11 @@ def alignment_figure(
 
 
 def alignment_curves_figure(
-    acc: Mapping[str, np.ndarray], warps: Sequence[float], chance: float | None = None
+    acc: Mapping[str, np.ndarray], warps: Sequence[float], chance: float | None = None, split: str | None = None
 ) -> Figure:
     """Alignment accuracy against warp strength, one curve per method: mean ± standard deviation (ddof = 1) over
-    the seeds (the rows of each ``acc[method]``, an array (seeds, warps)); a dashed line at ``chance``."""
+    the seeds (the rows of each ``acc[method]``, an array (seeds, warps)); a dashed line at ``chance``; the title
+    names the ``split`` the episodes come from, when given."""
     n_seeds = {np.shape(a)[0] for a in acc.values()}
     for m, a in acc.items():
         if np.ndim(a) != 2 or np.shape(a)[1] != len(warps):
@@ -263,7 +316,7 @@ def alignment_curves_figure(
         errors=None if n < 2 else {ALIGN_METHOD_LABELS.get(m, m): np.std(a, 0, ddof=1) for m, a in acc.items()},
         xlabel="warp strength (0 = streams in step)",
         ylabel="alignment accuracy (share of spoken frames)",
-        title=f"Aligning speech to video: mean ± std over {n} seeds",
+        title=f"Aligning speech to video{'' if split is None else f' ({split} episodes)'}: mean ± std over {n} seeds",
         hline=None if chance is None else {"chance (a random token)": chance},
     )
     fig.axes[0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.08))
