@@ -13,6 +13,9 @@ Every fusion module takes one feature tensor per modality, ``forward(z_1, ..., z
 * :class:`LowRankFusion` (Liu et al. 2018) computes the same kind of output with a rank-``r`` weight, without ever
   forming the tensor: ``r·out_dim·Σ(d_m + 1)`` parameters instead of ``out_dim·Π(d_m + 1)``.
 
+:class:`NormalizedFusion` normalises each modality's features (LayerNorm or L2) before any of them, so that no
+modality's scale (or a shift of it on new data) dominates the products.
+
 :func:`fusion_complexity` gives parameters, multiply-adds and activation sizes in closed form;
 :func:`saved_activation_bytes` measures what a module really keeps for its backward pass. Timing uses the
 course's one timing helper, :func:`mmlab.deploy.compare_latency`. Lesson 2's task, timing wrapper and widget
@@ -25,6 +28,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_choice, check_tensor
@@ -35,6 +39,7 @@ __all__ = [
     "GatedFusion",
     "TensorFusion",
     "LowRankFusion",
+    "NormalizedFusion",
     "FUSIONS",
     "make_fusion",
     "fusion_complexity",
@@ -235,6 +240,42 @@ class LowRankFusion(nn.Module):
         idx = letters[: len(self.input_dims)]
         spec = ",".join(f"{i}rk" for i in idx) + f"->k{idx}"
         return torch.einsum(spec, *self.factors())
+
+
+NORMS = ("layer", "l2")
+
+
+class NormalizedFusion(nn.Module):
+    """Normalise each modality's features, then fuse: ``h = fusion(N(z_1), ..., N(z_M))``.
+
+    ``norm="layer"``: ``N(z) = (z - mean(z)) / sqrt(var(z) + ε)`` over the feature axis (LayerNorm without its
+    affine parameters, Ba, Kiros & Hinton 2016: a fusion layer's own weights absorb a per-feature scale and
+    shift). ``norm="l2"``: ``N(z) = √d · z / ‖z‖`` (unit length, rescaled so that entries keep unit size).
+    Either way each modality enters the fusion at a fixed scale per sample, so in a multiplicative fusion
+    (TFN, LMF) a modality whose features grow or shrink on new data cannot scale every product term with it.
+    ``fusion`` must expose ``input_dims`` and ``out_dim`` (every module of :func:`make_fusion` does).
+    """
+
+    def __init__(self, fusion: nn.Module, norm: str = "layer", eps: float = 1e-5):
+        super().__init__()
+        if not hasattr(fusion, "input_dims") or not hasattr(fusion, "out_dim"):
+            raise TypeError(f"fusion must expose input_dims and out_dim, got {type(fusion).__name__}")
+        self.norm = check_choice("norm", norm, NORMS)
+        self.fusion, self.eps = fusion, float(eps)
+        self.input_dims, self.out_dim = tuple(fusion.input_dims), fusion.out_dim
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        """``N(z)`` row by row, ``(B, d) -> (B, d)``."""
+        if self.norm == "layer":
+            return F.layer_norm(z, z.shape[-1:], eps=self.eps)
+        return F.normalize(z, dim=-1, eps=self.eps) * math.sqrt(z.shape[-1])
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        zs = _check_features(features, self.input_dims)
+        return self.fusion(*(self.normalize(z) for z in zs))
+
+    def extra_repr(self) -> str:
+        return f"norm={self.norm!r}"
 
 
 def make_fusion(kind: str, input_dims: Sequence[int], out_dim: int, rank: int = 4) -> nn.Module:

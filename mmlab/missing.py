@@ -12,9 +12,11 @@ The pieces, each from the literature:
   :class:`MissingToken` learns that value per modality, like BERT's ``[MASK]`` embedding (Devlin et al. 2019).
 * :class:`ModalityDropout` drops whole modalities during training, ModDrop (Neverova et al., IEEE TPAMI 2016),
   so that the model meets at training time the missingness it will meet at test time.
-* :class:`CrossModalReconstructor` predicts a missing modality's embedding from the present ones with a residual
-  autoencoder ``ẑ = z̃ + AE([z̃; p])``, trained against the full-modality embeddings: the imagination module of
-  MMIN (Zhao, Li & Jin, ACL 2021), which cascades such residual autoencoders (Tran et al., CVPR 2017).
+* :class:`CrossModalReconstructor` predicts a missing modality's embedding from the present ones with one
+  residual autoencoder ``ẑ = z̃ + AE([z̃; p])``, trained against the model's own full-modality embeddings: a
+  simplified version of MMIN's imagination module (Zhao, Li & Jin, ACL 2021), which cascades several residual
+  autoencoders (Tran et al., CVPR 2017) and adds a cycle-consistency (backward imagination) loss — see the
+  class docstring for every simplification.
 * :class:`MissingModalityClassifier` puts encoders, a fill and a fusion head together; :func:`train_classifier`
   trains it with :func:`mmlab.train.fit` (under simulated missingness when it has a ModDrop layer);
   :func:`accuracy_by_pattern`, :func:`expected_accuracy` and :func:`robustness_auc` measure accuracy against the
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -243,12 +245,21 @@ class ModalityDropout(nn.Module):
 
 
 class CrossModalReconstructor(nn.Module):
-    """Predict missing embeddings from the present ones with a residual autoencoder (MMIN's imagination module).
+    """Predict missing embeddings from the present ones with one residual autoencoder (a simplified version of
+    MMIN's imagination module).
 
     With ``z̃`` the zero-filled embeddings concatenated and ``p`` the presence mask,
-    ``ẑ = z̃ + Dec(ReLU(Enc([z̃; p])))`` (Zhao et al., ACL 2021; cascaded residual autoencoders, Tran et al.,
-    CVPR 2017); present embeddings are kept as they are, missing ones replaced by their part of ``ẑ``. Train it
-    with :func:`reconstruction_loss` against the full-modality embeddings.
+    ``ẑ = z̃ + Dec(Enc([z̃; p]))``, ``Enc`` = Linear–ReLU–Linear–ReLU to a ``bottleneck``-d code, ``Dec`` =
+    Linear–ReLU–Linear back to ``Σ d_m``; present embeddings are kept as they are, missing ones replaced by their
+    part of ``ẑ``. Train it with :func:`reconstruction_loss` against the full-modality embeddings.
+
+    What MMIN (Zhao, Li & Jin, ACL 2021) does and this does not: a *cascade* of residual autoencoders (CRA,
+    Tran et al., CVPR 2017) rather than one; a *backward* imagination that maps the imagined embeddings back to
+    the present ones, with a cycle-consistency loss; targets from modality encoders *pretrained* on full data
+    (here the target is the jointly trained model's own embedding, detached); the classifier reads the
+    autoencoders' latent codes (here it reads the completed embeddings); training on every missing pattern of
+    three modalities (here ModDrop draws the patterns of two). What remains is MMIN's core idea: imagine a
+    missing modality's embedding from the present ones, supervised by the embedding it would have had.
     """
 
     def __init__(self, input_dims: Sequence[int], hidden: int = 64, bottleneck: int = 32):
@@ -417,6 +428,7 @@ def train_classifier(
     amp: bool = False,
     progress: bool = True,
     desc: str = "train",
+    after_epoch: Callable[[nn.Module, int], Mapping[str, float] | None] | None = None,
 ) -> History:
     """Train ``model`` with Adam on in-memory tensors through :func:`mmlab.train.fit`; return its History.
 
@@ -427,7 +439,9 @@ def train_classifier(
     :func:`mmlab.train.make_loader` with its own generator seeded with ``seed``; the model's initialisation and
     ModDrop draw from the global RNG, so seed them (``mmlab.seed_everything`` before building, or build and
     train inside ``with mmlab.runtime.seeded(seed):``). ``amp`` is off by default: these small models train in
-    float32 on every device. The model is left in eval mode.
+    float32 on every device. ``after_epoch(model, epoch)`` goes to :func:`mmlab.train.fit` (e.g. to score a
+    validation split and keep the best epoch); what it returns is logged in that epoch's row. The model is left
+    in eval mode.
     """
     _check_inputs(inputs, labels)
     if not isinstance(model, MissingModalityClassifier):
@@ -438,6 +452,8 @@ def train_classifier(
         )
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if not (isinstance(recon_weight, (int, float)) and math.isfinite(recon_weight) and recon_weight >= 0):
+        raise ValueError(f"recon_weight must be a finite number >= 0, got {recon_weight!r}")
     device = resolve_device(device)
     model.to(device)
     loader = make_loader(
@@ -459,6 +475,7 @@ def train_classifier(
         epochs=epochs,
         optimizer=torch.optim.Adam(model.parameters(), lr=lr),
         compute_loss=compute_loss,
+        after_epoch=after_epoch,
         device=device,
         amp=amp,
         progress=progress,
@@ -480,20 +497,20 @@ def _predict_labels(
 
 
 def accuracy_by_pattern(
-    model: nn.Module, inputs: Sequence[torch.Tensor], labels: torch.Tensor, *, batch_size: int = 1024
+    model: nn.Module, inputs: Sequence[torch.Tensor], labels: torch.Tensor, *, batch_size: int = 4096
 ) -> dict[tuple[bool, ...], float]:
-    """Test accuracy for every presence pattern (all ``2^M - 1`` with at least one modality present).
+    """Accuracy on ``inputs`` for every presence pattern (all ``2^M - 1`` with at least one modality present).
 
     Each sample is classified independently (eval mode), so these numbers determine the expected accuracy at
-    any missing rates exactly (:func:`expected_accuracy`).
+    any missing rates exactly (:func:`expected_accuracy`). The patterns are stacked into one pass (rows
+    ``n·P``, in batches of ``batch_size``) rather than one pass per pattern.
     """
     n = _check_inputs(inputs, labels)
-    out = {}
-    for pattern in itertools.product((True, False), repeat=len(inputs)):
-        if any(pattern):
-            present = torch.tensor(pattern).expand(n, -1)
-            out[pattern] = (_predict_labels(model, inputs, present, batch_size) == labels.cpu()).float().mean().item()
-    return out
+    patterns = [p for p in itertools.product((True, False), repeat=len(inputs)) if any(p)]
+    present = torch.tensor(patterns).repeat_interleave(n, dim=0)
+    stacked = [x.repeat(len(patterns), *([1] * (x.dim() - 1))) for x in inputs]
+    correct = (_predict_labels(model, stacked, present, batch_size) == labels.cpu().repeat(len(patterns))).float()
+    return {p: c.mean().item() for p, c in zip(patterns, correct.view(len(patterns), n))}
 
 
 def evaluate_with_missing(
@@ -538,6 +555,12 @@ def robustness_auc(rates: Sequence[float], accuracies: Sequence[float]) -> float
 
     ``AUC = (1 / (r_max - r_min)) ∫ acc(r) dr``: the mean accuracy over missing rates, in [0, 1]; 1 = perfect
     whatever goes missing. ``rates`` must be increasing, with at least two points.
+
+    On a straight line — which is what :func:`missing_rate_curve` gives, since samples are classified
+    independently — the trapezoid rule is exact, so over rates 0 to 1 the AUC is just the mean of the end
+    points, ``(acc(all) + acc(without m)) / 2``, whatever grid of rates is used: it adds no information beyond
+    the two pattern accuracies. It becomes a summary of its own only for curves that are not straight (e.g.
+    accuracy measured under sampled masks, or with missingness that depends on the sample).
     """
     r = np.asarray(rates, dtype=np.float64)
     a = np.asarray(accuracies, dtype=np.float64)

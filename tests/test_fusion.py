@@ -13,6 +13,7 @@ from mmlab.fusion import (
     GatedFusion,
     LateFusion,
     LowRankFusion,
+    NormalizedFusion,
     TensorFusion,
     fusion_complexity,
     make_fusion,
@@ -216,3 +217,31 @@ def test_fusions_on_cuda_match_cpu():
         torch.testing.assert_close(gpu(*[z.to("cuda") for z in zs]).cpu(), cpu(*zs), atol=1e-4, rtol=1e-4)
     lmf = LowRankFusion([8, 6], 5, 2).to("cuda")
     assert TensorFusion.from_weight(lmf.full_weight().detach()).weight.device.type == "cuda"
+
+
+@pytest.mark.parametrize("norm", ["layer", "l2"])
+def test_normalized_fusion_normalises_each_modality_before_fusing(norm):
+    torch.manual_seed(0)
+    inner = LowRankFusion([5, 6], 3, 2)
+    fused = NormalizedFusion(inner, norm)
+    assert fused.input_dims == (5, 6) and fused.out_dim == 3
+    assert sum(p.numel() for p in fused.parameters()) == sum(p.numel() for p in inner.parameters())  # no affine
+    z1, z2 = torch.randn(4, 5) * 7 + 3, torch.randn(4, 6) * 0.1
+    if norm == "layer":
+        n1 = (z1 - z1.mean(1, keepdim=True)) / torch.sqrt(z1.var(1, unbiased=False, keepdim=True) + 1e-5)
+    else:
+        n1 = z1 / z1.norm(dim=1, keepdim=True) * math.sqrt(5)
+    torch.testing.assert_close(fused.normalize(z1), n1)
+    torch.testing.assert_close(fused(z1, z2), inner(fused.normalize(z1), fused.normalize(z2)))
+    # a per-sample rescaling of one modality (a "louder voice") no longer changes the output
+    torch.testing.assert_close(fused(z1 * 5, z2), fused(z1, z2), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(inner(z1 * 5, z2), inner(z1, z2))
+
+
+def test_normalized_fusion_errors():
+    with pytest.raises(ValueError, match="norm"):
+        NormalizedFusion(ConcatFusion([2, 3], 4), "batch")
+    with pytest.raises(TypeError, match="input_dims"):
+        NormalizedFusion(nn.Linear(2, 3))
+    with pytest.raises(ValueError, match="feature tensors"):
+        NormalizedFusion(ConcatFusion([2, 3], 4))(torch.randn(2, 2))

@@ -9,8 +9,16 @@ from matplotlib.figure import Figure
 
 import mmlab.lessons.fusion as lesson
 from mmlab.deploy import Timing
-from mmlab.fusion import LowRankFusion, TensorFusion
-from mmlab.lessons.fusion import fusion_task, fusion_tradeoff_figure, time_fusions
+from mmlab.fusion import LowRankFusion, NormalizedFusion, TensorFusion
+from mmlab.lessons.fusion import (
+    build_fusion_classifier,
+    embedding_shift,
+    fusion_accuracy,
+    fusion_task,
+    fusion_tradeoff_figure,
+    time_fusions,
+    train_fusion_model,
+)
 
 
 def test_fusion_task_parity_is_an_interaction():
@@ -102,3 +110,58 @@ def test_time_fusions_delegates_to_the_one_timing_helper(monkeypatch):
     assert seen["names"] == ["a", "b"] and seen["repeats"] == 3 and seen["number"] == "auto"
     expected = "cpu" if torch.get_num_threads() == 1 else "wall"
     assert seen["clock"] == expected and seen["device"] == torch.device("cpu")
+
+
+def _tiny_task(n: int = 96, seed: int = 0, shift: float = 0.0) -> dict[str, torch.Tensor]:
+    """A 2-class stand-in with the lesson's shapes; the label is written in the first pixel and MFCC."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    image = torch.randn(n, 64, generator=g)
+    audio = torch.randn(n, 40, generator=g) + shift
+    image[:, 0] += 3 * (2 * y - 1)
+    audio[:, 0] += 3 * (2 * y - 1)
+    return {"image": image, "audio": audio, "label": y}
+
+
+def test_build_fusion_classifier_shapes_and_normalisation():
+    torch.manual_seed(0)
+    model = build_fusion_classifier("lowrank", 10, rank=3, normalize="layer")
+    assert isinstance(model.fusion, NormalizedFusion) and isinstance(model.fusion.fusion, LowRankFusion)
+    assert model.fusion.fusion.rank == 3
+    assert model(torch.randn(5, 64), torch.randn(5, 40)).shape == (5, 10)
+    assert not isinstance(build_fusion_classifier("tensor", 2).fusion, NormalizedFusion)
+    torch.manual_seed(1)
+    a = build_fusion_classifier("concat", 2)
+    torch.manual_seed(1)
+    b = build_fusion_classifier("tensor", 2)
+    for pa, pb in zip(a.encoders.parameters(), b.encoders.parameters()):  # same encoders whatever the fusion
+        assert torch.equal(pa, pb)
+
+
+def test_train_fusion_model_keeps_the_best_val_epoch_and_never_reads_test():
+    data = {"train": _tiny_task(seed=0), "val": _tiny_task(seed=1)}
+    run = train_fusion_model("concat", data, seed=0, epochs=4, progress=False)
+    assert len(run.val_curve) == 4 and 1 <= run.best_epoch <= 4
+    assert run.val_acc == max(run.val_curve) and run.val_curve.index(run.val_acc) == run.best_epoch - 1
+    assert abs(fusion_accuracy(run.model, data["val"]) - run.val_acc) < 1e-6  # the model is the kept epoch
+    assert run.val_acc > 0.9 and run.train_acc > 0.9
+    again = train_fusion_model("concat", data, seed=0, epochs=4, progress=False)
+    assert again.val_curve == run.val_curve  # seeded
+    with pytest.raises(KeyError, match="val"):
+        train_fusion_model("concat", {"train": data["train"]}, seed=0, epochs=1, progress=False)
+    with pytest.raises(KeyError, match="label"):
+        fusion_accuracy(run.model, {"image": data["val"]["image"], "audio": data["val"]["audio"]})
+
+
+def test_embedding_shift_is_zero_on_the_same_split_and_grows_with_a_shift():
+    torch.manual_seed(0)
+    model = build_fusion_classifier("concat", 2)
+    ref = _tiny_task(400, seed=2)
+    assert embedding_shift(model, ref, ref) == pytest.approx(0.0, abs=1e-9)
+    small = embedding_shift(model, ref, _tiny_task(400, seed=3))
+    big = embedding_shift(model, ref, _tiny_task(400, seed=3, shift=2.0))
+    assert small < big
+    assert embedding_shift(model, ref, _tiny_task(400, seed=3, shift=2.0), where="image") < big
+    assert embedding_shift(model, ref, ref, where="fused") == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="where"):
+        embedding_shift(model, ref, ref, where="text")

@@ -12,6 +12,7 @@ from mmlab.lessons.missing import (
     load_missing_data,
     missing_curves_figure,
     missing_rates_figure,
+    robustness_score,
     train_missing_model,
 )
 from mmlab.missing import MissingModalityClassifier, accuracy_by_pattern, train_classifier
@@ -112,3 +113,65 @@ def test_missing_curves_figure_draws_the_straight_lines_and_ceilings():
     assert np.isclose(fig.axes[0].lines[-1].get_ydata()[0], 0.7)  # audio-alone ceiling, dashed
     with pytest.raises(ValueError, match="ceilings must give"):
         missing_curves_figure(ACCS, {"image": 0.9})
+
+
+def _tiny_data_with_val(n: int = 120) -> MissingData:
+    data = _tiny_data(n)
+    other = _tiny_data(n, seed=1)
+    return MissingData(
+        data.train_inputs,
+        data.train_labels,
+        data.test_inputs,
+        data.test_labels,
+        val_inputs=other.test_inputs,
+        val_labels=other.test_labels,
+    )
+
+
+def test_robustness_score_is_the_mean_of_the_end_points():
+    acc = {(True, True): 0.9, (True, False): 0.7, (False, True): 0.5}
+    # image missing: (0.9 + 0.5) / 2; audio missing: (0.9 + 0.7) / 2; mean of the two
+    assert robustness_score(acc) == pytest.approx(((0.9 + 0.5) / 2 + (0.9 + 0.7) / 2) / 2)
+    assert robustness_score({(True,): 0.8}) == pytest.approx(0.8)
+
+
+def test_missing_data_split():
+    data = _tiny_data_with_val()
+    inputs, labels = data.split("val", ["audio"])
+    assert len(inputs) == 1 and inputs[0] is data.val_inputs[1] and labels is data.val_labels
+    assert data.split("test")[1] is data.test_labels
+    with pytest.raises(ValueError, match="no 'val' split"):
+        _tiny_data().split("val")
+    with pytest.raises(ValueError, match="name"):
+        data.split("dev")
+
+
+def test_load_missing_data_has_a_val_split_standardised_with_training_statistics():
+    data = load_missing_data()
+    (image, audio), y = data.split("val")
+    assert image.shape == (len(y), 64) and audio.shape == (len(y), 40)
+    assert not torch.allclose(audio.mean(0), torch.zeros(40), atol=1e-3)  # train statistics, not val's own
+
+
+def test_train_missing_model_keeps_the_best_val_epoch_and_scores_test_after():
+    data = _tiny_data_with_val()
+    run = train_missing_model(0, data, epochs=4, progress=False, fill="zero", train_rates=(0.5, 0.5))
+    scores = run.history["val_score"]
+    assert len(scores) == 4 and 1 <= run.best_epoch <= 4
+    assert scores.index(max(scores)) == run.best_epoch - 1
+    assert robustness_score(run.val_acc) == pytest.approx(max(scores))
+    # the returned model is the kept epoch: its val accuracies are the recorded ones
+    assert accuracy_by_pattern(run.model, data.val_inputs, data.val_labels) == run.val_acc
+    assert run.pattern_acc == accuracy_by_pattern(run.model, data.test_inputs, data.test_labels)
+
+
+def test_train_missing_model_recon_weight_zero_keeps_the_network_but_not_the_loss():
+    data = _tiny_data()
+    on = train_missing_model(0, data, epochs=2, progress=False, fill="reconstruct", train_rates=(0.5, 0.5))
+    off = train_missing_model(
+        0, data, epochs=2, progress=False, fill="reconstruct", train_rates=(0.5, 0.5), recon_weight=0.0
+    )
+    assert sum(p.numel() for p in on.model.parameters()) == sum(p.numel() for p in off.model.parameters())
+    assert off.history["train_loss"] == off.history["ce"]  # L = CE when the weight is 0
+    assert on.history["train_loss"] != on.history["ce"]
+    assert all(r > 0 for r in off.history["recon"])  # still measured, just not trained on

@@ -425,3 +425,44 @@ def test_model_runs_on_cuda():
     assert model(*x, present=present).device.type == "cuda"
     (xa, xb), y = _toy(64)
     train_classifier(model, [xa, xb], y, epochs=1, device="cuda", progress=False)
+
+
+def test_robustness_auc_of_a_straight_line_is_the_mean_of_its_end_points():
+    acc = {(True, True): 0.9, (True, False): 0.4, (False, True): 0.7}
+    for grid in (np.array([0.0, 1.0]), np.linspace(0, 1, 11), np.linspace(0, 1, 7)):
+        line = missing_rate_curve(acc, 0, grid)  # image missing: from acc(both) to acc(audio only)
+        assert np.isclose(robustness_auc(grid, line), (0.9 + 0.7) / 2)
+    bent = np.array([0.9, 0.2, 0.7])  # not a line: the middle point matters
+    assert not np.isclose(robustness_auc([0, 0.5, 1], bent), (0.9 + 0.7) / 2)
+
+
+def test_accuracy_by_pattern_matches_one_pass_per_pattern():
+    torch.manual_seed(0)
+    model = MissingModalityClassifier({"a": MLPEncoder(3, 4, hidden=5), "b": MLPEncoder(2, 4, hidden=5)}, 3)
+    x = [torch.randn(50, 3), torch.randn(50, 2)]
+    y = torch.randint(0, 3, (50,))
+    got = accuracy_by_pattern(model, x, y, batch_size=7)
+    assert list(got) == [(True, True), (True, False), (False, True)]
+    for pattern, acc in got.items():
+        with torch.no_grad():
+            pred = model(*x, present=torch.tensor(pattern).expand(50, -1)).argmax(-1)
+        assert acc == pytest.approx((pred == y).float().mean().item())
+
+
+def test_train_classifier_recon_weight_and_after_epoch():
+    torch.manual_seed(0)
+    model = MissingModalityClassifier(
+        {"a": MLPEncoder(3, 4, hidden=5), "b": MLPEncoder(2, 4, hidden=5)},
+        3,
+        fill="reconstruct",
+        train_rates=(0.5, 0.5),
+    )
+    x, y = [torch.randn(40, 3), torch.randn(40, 2)], torch.randint(0, 3, (40,))
+    seen = []
+    hist = train_classifier(
+        model, x, y, epochs=2, recon_weight=0.0, progress=False, after_epoch=lambda m, e: seen.append(e) or {"e": e}
+    )
+    assert seen == [0, 1] and hist["e"] == [0.0, 1.0]
+    assert hist["train_loss"] == hist["ce"]
+    with pytest.raises(ValueError, match="recon_weight"):
+        train_classifier(model, x, y, epochs=1, recon_weight=-1.0, progress=False)

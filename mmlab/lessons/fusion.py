@@ -2,6 +2,11 @@
 
 * :func:`fusion_task`: image–speech pairs from AV-Digits, for the interaction task ("is the sum of the written and
   the spoken digit odd?") and the ordinary digit task;
+* :func:`build_fusion_classifier`, :func:`train_fusion_model` and :func:`fusion_accuracy`: the lesson's model
+  (an MLP encoder per modality, a fusion layer, a linear head), trained with :func:`mmlab.train.fit` and kept at
+  the epoch with the best *validation* accuracy (chosen on val only; test is scored separately, afterwards);
+* :func:`embedding_shift`: how far a split's class-conditional embeddings move away from another split's, in
+  units of the within-class spread (the feature shift the lesson's transfer reading is about);
 * :func:`time_fusions`: forward+backward time of fusion modules side by side, a thin wrapper around the course's
   one timing helper :func:`mmlab.deploy.compare_latency`;
 * :func:`fusion_tradeoff_figure`: the lesson's widget (what TFN and LMF cost, beside the accuracy per rank).
@@ -11,7 +16,9 @@ The fusion methods themselves live in :mod:`mmlab.fusion`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache, partial
 
 import numpy as np
@@ -21,11 +28,23 @@ from torch import nn
 from ..checks import check_choice
 from ..data import SPLITS, load_avdigits
 from ..deploy import compare_latency
-from ..fusion import fusion_complexity
+from ..fusion import NormalizedFusion, fusion_complexity, make_fusion
+from ..models import MLPEncoder, MultimodalClassifier
+from ..runtime import seeded
 from ..stats import sample_std
+from ..train import History, evaluate, fit, make_loader, predict
 from ..viz import new_figure
 
-__all__ = ["fusion_task", "time_fusions", "fusion_tradeoff_figure"]
+__all__ = [
+    "fusion_task",
+    "build_fusion_classifier",
+    "FusionRun",
+    "train_fusion_model",
+    "fusion_accuracy",
+    "embedding_shift",
+    "time_fusions",
+    "fusion_tradeoff_figure",
+]
 
 
 def time_fusions(
@@ -110,6 +129,151 @@ def fusion_task(
         "digit_image": a,
         "digit_audio": b,
     }
+
+
+def build_fusion_classifier(
+    kind: str,
+    num_classes: int,
+    *,
+    rank: int = 2,
+    width: int = 64,
+    out_dim: int = 64,
+    hidden: int = 128,
+    normalize: str | None = None,
+) -> MultimodalClassifier:
+    """The lesson's model: ``head(fusion(enc_image(x_image), enc_audio(x_audio)))``.
+
+    Encoders are :class:`~mmlab.models.MLPEncoder` (image 64 pixels, audio 40 MFCC statistics, ``hidden`` units,
+    ``width``-d features), the fusion is :func:`mmlab.fusion.make_fusion` ``(kind, [width, width], out_dim, rank)``
+    — wrapped in :class:`mmlab.fusion.NormalizedFusion` when ``normalize`` is ``"layer"`` or ``"l2"`` — and the
+    head is linear. The image encoder is built first, then the audio encoder, the fusion and the head, so a seed
+    gives every fusion the same encoder initialisation.
+    """
+    encoders = {"image": MLPEncoder(64, width, hidden=hidden), "audio": MLPEncoder(40, width, hidden=hidden)}
+    fusion = make_fusion(kind, [width, width], out_dim, rank=rank)
+    if normalize is not None:
+        fusion = NormalizedFusion(fusion, normalize)
+    return MultimodalClassifier(encoders, num_classes, fusion=fusion)
+
+
+@dataclass
+class FusionRun:
+    """One trained model of the lesson, restored to the epoch with the best validation accuracy.
+
+    ``val_curve``: validation accuracy after each epoch; ``best_epoch`` (1-based) its first arg-max;
+    ``val_acc`` = ``val_curve[best_epoch - 1]``; ``train_acc`` the restored model's accuracy on the training
+    pairs. No test number is computed here: score test with :func:`fusion_accuracy` once every choice is made.
+    """
+
+    model: MultimodalClassifier
+    history: History
+    val_curve: list[float]
+    best_epoch: int
+    val_acc: float
+    train_acc: float
+
+
+def fusion_accuracy(model: nn.Module, data: Mapping[str, torch.Tensor], batch_size: int = 1024) -> float:
+    """Accuracy of ``model(image, audio)`` on one split of :func:`fusion_task` (eval mode, no gradients)."""
+    for key in ("image", "audio", "label"):
+        if key not in data:
+            raise KeyError(f"data must be one split of fusion_task (keys image, audio, label), lacks {key!r}")
+    logits = predict(model, [data["image"], data["audio"]], batch_size=batch_size)
+    return (logits.argmax(-1) == data["label"].cpu()).float().mean().item()
+
+
+def train_fusion_model(
+    kind: str,
+    data: Mapping[str, Mapping[str, torch.Tensor]],
+    seed: int,
+    *,
+    num_classes: int = 2,
+    rank: int = 2,
+    epochs: int = 15,
+    lr: float = 3e-3,
+    normalize: str | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> FusionRun:
+    """Train :func:`build_fusion_classifier` on ``data["train"]`` with AdamW (``lr``, batch 128) for ``epochs``
+    epochs and keep the weights of the epoch with the best accuracy on ``data["val"]`` (early stopping by model
+    selection on validation: ``ê = argmax_e acc_val(θ_e)``, first on ties).
+
+    Initialisation and batch order follow ``seed`` (inside :func:`mmlab.runtime.seeded`, so the caller's random
+    state is left as it was). ``data["test"]``, if present, is never touched.
+    """
+    for split in ("train", "val"):
+        if split not in data:
+            raise KeyError(f"data must hold a {split!r} split of fusion_task, has {sorted(data)}")
+    train, val = data["train"], data["val"]
+    with seeded(seed):
+        model = build_fusion_classifier(kind, num_classes, rank=rank, normalize=normalize)
+        loader = make_loader(train["image"], train["audio"], train["label"], batch_size=128, shuffle=True, seed=seed)
+        val_loader = make_loader(val["image"], val["audio"], val["label"], batch_size=1024)
+        best: dict = {"acc": -1.0, "epoch": 0, "state": None}
+
+        def keep_best(model: nn.Module, epoch: int) -> dict[str, float]:
+            acc = evaluate(model, val_loader)["accuracy"]
+            if acc > best["acc"]:
+                best.update(acc=acc, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
+            return {"val_acc": acc}
+
+        label = desc if desc is not None else f"{kind} R={rank} seed {seed}"
+        history = fit(
+            model, loader, epochs=epochs, lr=lr, after_epoch=keep_best, device=device, progress=progress, desc=label
+        )
+    model.load_state_dict(best["state"])
+    return FusionRun(
+        model=model,
+        history=history,
+        val_curve=list(history["val_acc"]),
+        best_epoch=int(best["epoch"]),
+        val_acc=float(best["acc"]),
+        train_acc=fusion_accuracy(model, train),
+    )
+
+
+def embedding_shift(
+    model: MultimodalClassifier,
+    reference: Mapping[str, torch.Tensor],
+    shifted: Mapping[str, torch.Tensor],
+    *,
+    where: str = "audio",
+) -> float:
+    """Class-conditional shift of an embedding from the ``reference`` split to the ``shifted`` split, in units
+    of the reference's within-class spread:
+
+    ``shift = mean_c ‖μ_c(shifted) - μ_c(reference)‖ / sqrt(mean_c tr Σ_c(reference))``,
+
+    with ``μ_c``, ``Σ_c`` the mean and covariance of the embedding over the split's samples of class ``c`` (the
+    label of ``fusion_task``). ``where`` picks the embedding: ``"audio"`` or ``"image"`` (that encoder's output)
+    or ``"fused"`` (the fusion layer's output, what the head reads). 0 = no shift; 1 = the class means moved by
+    one typical within-class distance. (A simple Fréchet-style distance between class-conditional means; cf.
+    Heusel et al. 2017 for the full Fréchet distance.)
+    """
+    check_choice("where", where, ("audio", "image", "fused"))
+
+    def embed(d: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        def fn(image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+            z_image, z_audio = model.features(image, audio)
+            if where == "fused":
+                return model.fusion(z_image, z_audio)
+            return z_audio if where == "audio" else z_image
+
+        return predict(model, [d["image"], d["audio"]], fn=fn).double()
+
+    z_ref, z_new = embed(reference), embed(shifted)
+    y_ref, y_new = reference["label"].cpu(), shifted["label"].cpu()
+    classes = sorted(set(y_ref.tolist()) & set(y_new.tolist()))
+    if not classes:
+        raise ValueError("reference and shifted share no class label")
+    moves, spreads = [], []
+    for c in classes:
+        a, b = z_ref[y_ref == c], z_new[y_new == c]
+        moves.append(float((b.mean(0) - a.mean(0)).norm()))
+        spreads.append(float(a.var(0, unbiased=True).sum()) if len(a) > 1 else 0.0)
+    return float(np.mean(moves) / max(np.sqrt(np.mean(spreads)), 1e-12))
 
 
 def fusion_tradeoff_figure(
