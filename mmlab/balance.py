@@ -38,6 +38,7 @@ __all__ = [
     "UncertaintyWeighting",
     "GradNorm",
     "encode",
+    "fit_linear_probe",
     "linear_probe",
 ]
 
@@ -315,13 +316,12 @@ def encode(model: MultimodalClassifier, modality: str, x: torch.Tensor) -> torch
     return predict(model.encoders[modality], x)
 
 
-def linear_probe(
-    train_features: torch.Tensor, y_train: torch.Tensor, test_features: torch.Tensor, y_test: torch.Tensor
-) -> float:
-    """Test accuracy of a linear probe: standardised multinomial logistic regression on frozen features.
+def fit_linear_probe(train_features: torch.Tensor, y_train: torch.Tensor):
+    """A linear probe fitted on frozen features: standardised multinomial logistic regression (L2, ``C = 1``).
 
-    A probe asks what an encoder *has learned*, independently of the head it was trained with (Alain & Bengio,
-    2016). Standardisation uses training statistics; L2 regularisation ``C = 1``.
+    ``p(y | h) = softmax(W·(h - μ)/σ + b)`` with ``μ, σ`` from the training features (Alain & Bengio, 2016). Returns
+    the fitted scikit-learn pipeline; score any split with ``probe.score(features.numpy(), labels.numpy())`` (one
+    fit, several splits).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -330,8 +330,23 @@ def linear_probe(
     sizes: dict[str, int] = {}
     check_tensor("train_features", train_features, ("N", "D"), dtype="float", sizes=sizes)
     check_tensor("y_train", y_train, ("N",), dtype="int", sizes=sizes)
-    check_tensor("test_features", test_features, ("M", "D"), dtype="float", sizes=sizes)
-    check_tensor("y_test", y_test, ("M",), dtype="int", sizes=sizes)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     clf.fit(train_features.numpy(), y_train.numpy())
+    return clf
+
+
+def linear_probe(
+    train_features: torch.Tensor, y_train: torch.Tensor, test_features: torch.Tensor, y_test: torch.Tensor
+) -> float:
+    """Test accuracy of a linear probe: standardised multinomial logistic regression on frozen features.
+
+    A probe asks what an encoder *has learned*, independently of the head it was trained with (Alain & Bengio,
+    2016). Standardisation uses training statistics; L2 regularisation ``C = 1`` (:func:`fit_linear_probe`).
+    """
+    sizes: dict[str, int] = {}
+    check_tensor("train_features", train_features, ("N", "D"), dtype="float", sizes=sizes)
+    check_tensor("y_train", y_train, ("N",), dtype="int", sizes=sizes)
+    check_tensor("test_features", test_features, ("M", "D"), dtype="float", sizes=sizes)
+    check_tensor("y_test", y_test, ("M",), dtype="int", sizes=sizes)
+    clf = fit_linear_probe(train_features, y_train)
     return float(clf.score(test_features.numpy(), y_test.numpy()))

@@ -20,17 +20,18 @@
 # **What you'll do:** train an image + audio classifier in which audio is easy and images are hard, and catch the
 # image encoder *not learning* — it ends up far worse than the same encoder trained alone. Re-create a popular
 # "gradient modulation" recipe and measure why it cannot be trusted; then implement OGM-GE (Peng et al., CVPR
-# 2022), compare five remedies over five seeds, and watch the effect shrink when you switch the optimizer to Adam.
-# Finally balance two *tasks* whose losses differ by a factor of a thousand, with uncertainty weighting and
-# GradNorm.
+# 2022), choose its α on validation data, compare five variants over five seeds on test, and watch the effect
+# shrink when you switch the optimizer to Adam. Finally balance two *tasks* whose losses start hundreds of times
+# apart, with uncertainty weighting and GradNorm.
 #
 # **What you'll learn:** how to diagnose modality laziness (per-modality halves of the logits, linear probes);
 # what OGM's score ratio ρ and coefficient k mean and where the published formula is discontinuous; why
 # gradient-norm ratios between different encoders mean nothing; why Adam cancels constant gradient scaling; how
-# learned task weights behave; and how to report a noisy effect honestly (paired differences per seed).
+# learned task weights behave; why a validation split must contain the shift you care about; and how to report a
+# noisy effect honestly (paired differences per seed, bootstrap intervals).
 #
-# **What you'll need:** Lesson 0 (AV-Digits, seeds and mean ± std). A laptop CPU; everything trains in under a
-# minute. **Time:** ~40 minutes.
+# **What you'll need:** Lesson 0 (AV-Digits, its splits, seeds and mean ± std). A laptop CPU; everything trains in
+# under two minutes. **Time:** ~40 minutes.
 
 # %%
 # Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
@@ -67,16 +68,21 @@ from ipywidgets import Dropdown, FloatSlider, fixed, interact
 from tqdm.auto import tqdm
 
 from mmlab import get_device
+from mmlab.stats import format_spread, paired_bootstrap, sign_count
 from mmlab.viz import new_figure
 
 device = get_device()
 print("device:", device)
 
 
-def pm(values) -> str:
-    """'mean ± std' in percent over seeds (sample std, ddof=1)."""
-    v = 100 * np.asarray(values, dtype=float)
-    return f"{v.mean():5.1f} ± {v.std(ddof=1):4.1f}"
+def pct(values) -> str:
+    """'mean ± std % (min–max, n = …)' over seeds (sample std, ddof = 1), values given as fractions."""
+    return format_spread(values, scale=100, unit="%")
+
+
+def pts(a, b) -> str:
+    """Paired difference a − b over seeds in points, with its 95% bootstrap interval."""
+    return paired_bootstrap(a, b).format(scale=100, unit=" pts")
 
 
 # %% [markdown]
@@ -87,22 +93,25 @@ def pm(values) -> str:
 # * **image (weak):** the 8×8 digit, pixels / 16, plus Gaussian noise σ = 0.3 drawn once per image
 #   (64 numbers);
 # * **audio (dominant):** the digit's name spoken by a random voice, 20 MFCCs summarised by their mean and std
-#   over time (40 numbers), standardised with training statistics. Training clips come from 6 voices, test clips
-#   from 2 held-out voices: audio fits the training set perfectly but generalises imperfectly.
+#   over time (40 numbers), standardised with training statistics.
+#
+# The three splits (Lesson 0): **train** clips come from 6 voices; **val** clips from the same 6 voices but from
+# recordings (speed/pitch settings) training never hears; **test** clips from 2 held-out voices. Audio fits the
+# training set quickly but generalises imperfectly — and only the *test* split contains the shift it fails on, a
+# new voice. In each experiment below every choice is made on val; test numbers are read only after its last
+# choice.
 #
 # Each modality has an encoder `Linear(d→64)–ReLU–Linear(64→16)–ReLU`; the two 16-d features are concatenated
-# into one `Linear(32→10)` head. Training: SGD, lr 0.01, momentum 0.9, weight decay 1e-4, batch 64, 30 epochs.
+# into one `Linear(32→10)` head. Training, fixed in advance and not tuned: SGD, lr 0.01, momentum 0.9, weight
+# decay 1e-4, batch 64, 30 epochs.
 
 # %%
 from mmlab.lessons.imbalance import imbalance_experiment, load_imbalance_data
 
 data = load_imbalance_data(image_noise=0.3)
-print(
-    {m: tuple(x.shape) for m, x in data.train.items()},
-    "train ·",
-    {m: tuple(x.shape) for m, x in data.test.items()},
-    "test",
-)
+for split in ("train", "val", "test"):
+    x, y = data.split(split)
+    print(f"{split:5s}:", {m: tuple(t.shape) for m, t in x.items()}, "labels", tuple(y.shape))
 SEEDS = [0, 1, 2, 3, 4]
 
 # %% [markdown]
@@ -113,7 +122,7 @@ SEEDS = [0, 1, 2, 3, 4]
 
 # %%
 base0 = imbalance_experiment("baseline", seed=0)
-print(f"joint model, seed 0: test accuracy {100 * base0.test_acc:.1f}%")
+print(f"joint model, seed 0: val accuracy {100 * base0.val_acc:.1f}% (seen voices, unseen recordings)")
 
 # %% [markdown]
 # ## 3. The tempting recipe: "gradient modulation" by inverse gradient norms
@@ -137,18 +146,15 @@ def backward_on_batch(model, n=256):
 
 model = copy.deepcopy(base0.model)
 backward_on_batch(model)
-grads_before = [p.grad.clone() for p in model.parameters()]
 w = recipe_weights(model)
-print({m: round(float(v), 3) for m, v in w.items()})
-assert min(float(v) for v in w.values()) == 1.0 and all(float(v) >= 1.0 for v in w.values())
-assert all(torch.equal(g, p.grad) for g, p in zip(grads_before, model.parameters())), "nothing was applied"
+print("recipe weights:", {m: round(float(v), 3) for m, v in w.items()})
 
 # %% [markdown]
-# Three problems are already visible. The weights are **≥ 1 by construction** (the modality with the largest
-# norm gets 1, every other one more), so they can only amplify. They are **never applied**: the function returns
-# a dict and every gradient is exactly as it was. And there is no bound: as a gradient norm falls toward 0 its
-# weight grows without limit. Push it to the edge — an encoder whose ReLUs are all dead (a state one too-large
-# step can cause) has no gradient at all:
+# Three problems are visible in the code itself. The weights are **≥ 1 by construction** (the modality with the
+# largest norm gets 1, every other one more), so they can only amplify. They are **never applied**: the function
+# returns a dict and touches no gradient. And there is no bound: as a gradient norm falls toward 0 its weight grows
+# without limit. Push it to the edge — an encoder whose ReLUs are all dead (a state one too-large step can cause)
+# has no gradient at all:
 
 # %%
 dead = copy.deepcopy(base0.model)
@@ -233,34 +239,41 @@ ax.legend()
 fig
 
 # %%
-final_audio = [runs["baseline", s].half_train_acc["audio"][-1] for s in SEEDS]
-final_image = [runs["baseline", s].half_train_acc["image"][-1] for s in SEEDS]
-print("final training accuracy, audio half :", np.round(final_audio, 2))
-print("final training accuracy, image half:", np.round(final_image, 2))
-assert min(final_audio) > 0.95, "audio explains the training set"
-assert max(final_image) < 0.5, "the image half stays far from it"
+final_audio = np.array([runs["baseline", s].half_train_acc["audio"][-1] for s in SEEDS])
+final_image = np.array([runs["baseline", s].half_train_acc["image"][-1] for s in SEEDS])
+max_image = np.array([max(runs["baseline", s].half_train_acc["image"]) for s in SEEDS])
+first_95 = [
+    next((e + 1 for e, a in enumerate(runs["baseline", s].half_train_acc["audio"]) if a >= 0.95), None) for s in SEEDS
+]
+print("final training accuracy, audio half:", np.round(final_audio, 3), "· first epoch ≥ 95%:", first_95)
+print("final training accuracy, image half:", np.round(final_image, 3), "· best epoch:", np.round(max_image, 3))
+# the audio half explains the training labels, the image half stays far below it, in every seed (margin 40 points)
+assert sign_count(final_audio, final_image, margin=0.4) == len(SEEDS), (final_audio, final_image)
+assert final_audio.min() > 0.8 and max_image.max() < 0.5
 
 # %% [markdown]
-# The audio half reaches ~100% training accuracy within about 15 epochs; the image half stalls between 10% (chance)
-# and 30%. Once audio explains every training label, the cross-entropy is near 0 and so is the gradient that
-# reaches the image encoder.
+# The audio half fits the training labels (final accuracy and the epoch it first passes 95% are printed above);
+# the image half never gets far above chance (10%) in any epoch. Once audio explains the training labels, the
+# cross-entropy is near 0 and so is the gradient that reaches the image encoder.
 #
 # **But the image half is only one linear read-out.** Did the encoder learn nothing, or did the head just not
 # use it? A **linear probe** answers that: freeze the encoder, fit a fresh (standardised) logistic regression on
-# its 16-d features, test it. Compare with the *same* encoder architecture trained alone on images.
+# its 16-d training features, and score it on **val** (unseen images). Compare with the *same* encoder
+# architecture trained alone on images, seed for seed.
 
 # %%
-probe_alone = [runs["alone", s].image_probe for s in SEEDS]
-probe_joint = [runs["baseline", s].image_probe for s in SEEDS]
-print(f"image encoder trained alone      : probe {pm(probe_alone)} %")
-print(f"image encoder after joint training: probe {pm(probe_joint)} %")
-gap = np.mean(probe_alone) - np.mean(probe_joint)
-print(f"laziness gap: {100 * gap:.1f} points")
-assert gap > 0.05 and gap > 2 * max(np.std(probe_alone, ddof=1), np.std(probe_joint, ddof=1))
+probe_alone_val = np.array([runs["alone", s].image_probe_val for s in SEEDS])
+probe_joint_val = np.array([runs["baseline", s].image_probe_val for s in SEEDS])
+lazy_val = paired_bootstrap(probe_alone_val, probe_joint_val)
+print("val split, image linear probe")
+print(f"  image encoder trained alone      : {pct(probe_alone_val)}")
+print(f"  image encoder after joint training: {pct(probe_joint_val)}")
+print(f"  laziness gap (alone − joint)      : {lazy_val.format(scale=100, unit=' pts')}")
+assert lazy_val.low > 0.05, "the encoder learns at least 5 points less in joint training (95% CI)"
 
 # %% [markdown]
-# The gap is far larger than the seed-to-seed spread: in joint training the image encoder learns markedly less
-# than it does alone. That is **modality laziness**, and it costs test accuracy, because at test time the audio
+# The whole 95% interval of the gap lies above 5 points: in joint training the image encoder learns markedly less
+# than it does alone. That is **modality laziness**. It will cost test accuracy, because at test time the audio
 # meets new voices and the model would need the images.
 #
 # ## 5. The method that works: OGM-GE
@@ -336,33 +349,96 @@ for n, p in step_model.named_parameters():
 # (then: optimizer.step())
 
 # %% [markdown]
-# ### Five remedies, five seeds
-# The same data, architecture, optimizer and seeds for each variant:
+# ### Choosing α on validation data
+# α is OGM's one knob. We try a factor-4 grid, α ∈ {0.25, 1, 4}, with five seeds each, and look **only at val**.
+# Two candidate criteria:
+#
+# * the joint model's val accuracy — the obvious one;
+# * the image encoder's val probe — what OGM is meant to repair (the laziness diagnosed above).
+#
+# The rule, fixed before looking: take the criterion's best α, then the **smallest** α whose mean lies within one
+# standard error (sample std / √n over seeds) of that best — the one-standard-error rule (Hastie, Tibshirani &
+# Friedman, *The Elements of Statistical Learning*, §7.10): among settings the seeds cannot tell apart, prefer the
+# gentlest intervention.
+
+# %%
+ALPHAS = [0.25, 1.0, 4.0]
+for alpha in ALPHAS:
+    for seed in tqdm(SEEDS, desc=f"ogm α={alpha:g}"):
+        runs["ogm", alpha, seed] = imbalance_experiment("ogm", seed=seed, alpha=alpha)
+
+val_acc_by = {0.0: np.array([runs["baseline", s].val_acc for s in SEEDS])}
+val_probe_by = {0.0: probe_joint_val}
+for alpha in ALPHAS:
+    val_acc_by[alpha] = np.array([runs["ogm", alpha, s].val_acc for s in SEEDS])
+    val_probe_by[alpha] = np.array([runs["ogm", alpha, s].image_probe_val for s in SEEDS])
+print("VAL split (seen voices, unseen recordings); α = 0 is the baseline")
+print(f"{'α':>5s}  {'joint val accuracy':>32s}  {'image probe, val':>32s}")
+for alpha in val_acc_by:
+    print(f"{alpha:5g}  {pct(val_acc_by[alpha]):>32s}  {pct(val_probe_by[alpha]):>32s}")
+
+
+def one_se_choice(scores: dict[float, np.ndarray]) -> float:
+    """Smallest key whose mean is within one standard error of the best mean (one-standard-error rule)."""
+    best = max(scores, key=lambda a: scores[a].mean())
+    se = scores[best].std(ddof=1) / np.sqrt(len(scores[best]))
+    return min(a for a in scores if scores[a].mean() >= scores[best].mean() - se)
+
+
+alpha_by_acc = one_se_choice(val_acc_by)
+ALPHA = one_se_choice({a: val_probe_by[a] for a in ALPHAS})
+print(f"joint val accuracy would choose α = {alpha_by_acc:g} (no OGM) · the val probe chooses α = {ALPHA:g}")
+val_cost = {a: paired_bootstrap(val_acc_by[a], val_acc_by[0.0]) for a in ALPHAS}
+for a in ALPHAS:
+    print(f"  OGM α={a:g} − baseline, joint val accuracy: {val_cost[a].format(scale=100, unit=' pts')}")
+assert alpha_by_acc == 0.0 and all(val_cost[a].high < 0 for a in ALPHAS), "on val, every α costs accuracy"
+
+# %% [markdown]
+# Look at what val can and cannot see. Its voices are voices the model trained on, so audio alone nearly solves
+# it: the joint val accuracy is ≈ 100% without OGM, and every α *costs* a little of it (each 95% interval above
+# lies below 0). Choosing α by joint val accuracy would switch OGM off. OGM's benefit — if it has one here — can
+# only show under a shift val does not contain: a new voice. **A validation split is only as good as the shift it
+# shares with deployment.** So we choose α by the quantity that val *can* measure and that OGM is meant to fix —
+# the image encoder's val probe — and fix α at the printed value for the rest of the lesson (including Adam).
+# (With voice recordings from more speakers, a better val would hold out a training voice.)
+
+# %% [markdown]
+# ### Five variants, five seeds: val, then test
+# The same data, architecture, optimizer and seeds for each variant (OGM at the α chosen on val):
 #
 # | variant | what changes |
 # |---|---|
 # | baseline | nothing: joint cross-entropy |
-# | OGM | dominant encoder's gradients × k, α = 1 |
+# | OGM | dominant encoder's gradients × k, α chosen above |
 # | OGM-GE | OGM plus generalisation-enhancement noise |
 # | auxiliary losses | a unimodal linear head per encoder, loss = CE(fused) + CE(image head) + CE(audio head) |
 # | inverse-norm | the recipe's `max_norm / norm_m` weights, *applied* to the gradients |
 #
-# Joint test accuracy varies a lot from seed to seed, so we compare each variant with the baseline **of the same
-# seed** (paired differences), not only mean ± std.
+# Every choice is made; from here on test numbers are read. Joint test accuracy varies a lot from seed to seed,
+# so each variant is compared with the baseline **of the same seed**: paired differences, with a 95% bootstrap
+# interval over the five seeds. How these numbers are made and what the asserts certify:
+# [How this course measures](00_setup.ipynb#How-this-course-measures).
 
 # %%
 VARIANTS = ["baseline", "ogm", "ogm_ge", "aux", "inverse_norm"]
-for method in VARIANTS[1:]:
+for method in ("ogm_ge", "aux", "inverse_norm"):
     for seed in tqdm(SEEDS, desc=method):
-        runs[method, seed] = imbalance_experiment(method, seed=seed)
+        runs[method, seed] = imbalance_experiment(method, seed=seed, alpha=ALPHA)
+for seed in SEEDS:
+    runs["ogm", seed] = runs["ogm", ALPHA, seed]
 
+val_acc = {m: np.array([runs[m, s].val_acc for s in SEEDS]) for m in VARIANTS}
 acc = {m: np.array([runs[m, s].test_acc for s in SEEDS]) for m in VARIANTS}
 probe = {m: np.array([runs[m, s].image_probe for s in SEEDS]) for m in VARIANTS}
-print(f"{'variant':14s} {'joint test acc (%)':>19s} {'image probe (%)':>17s} {'Δacc vs baseline, per seed':>30s}")
-print(f"{'image alone':14s} {'—':>19s} {pm(probe_alone):>17s}")
+probe_alone = np.array([runs["alone", s].image_probe for s in SEEDS])
+print(f"joint accuracy on VAL (seen voices) and TEST (unseen voices); image probe on TEST · OGM α = {ALPHA:g}")
+print(f"{'variant':13s} {'val accuracy':>30s} {'test accuracy':>30s} {'image probe, test':>30s}")
+print(f"{'image alone':13s} {'—':>30s} {'—':>30s} {pct(probe_alone):>30s}")
 for m in VARIANTS:
-    diff = np.round(100 * (acc[m] - acc["baseline"]), 1)
-    print(f"{m:14s} {pm(acc[m]):>19s} {pm(probe[m]):>17s}   {diff}")
+    print(f"{m:13s} {pct(val_acc[m]):>30s} {pct(acc[m]):>30s} {pct(probe[m]):>30s}")
+print("paired differences on TEST (95% bootstrap CI over seeds):")
+for m in VARIANTS[1:]:
+    print(f"  {m:13s} − baseline: accuracy {pts(acc[m], acc['baseline'])}")
 
 # %%
 fig, (a1, a2) = new_figure(1, 2, size=(11, 3.6))
@@ -379,50 +455,71 @@ for ax, metric, label in ((a1, acc, "joint test accuracy"), (a2, probe, "image l
 fig
 
 # %% [markdown]
-# **What the five seeds show** (asserted below):
-# * OGM raises joint test accuracy in every seed or all but one, by many points on average, and repairs much of
-#   the image encoder's probe (not all of it);
-# * OGM-GE is about the same as OGM here (the noise neither helps nor hurts measurably);
-# * auxiliary unimodal losses restore the image probe fully — the encoder learns as much as alone — but gain
-#   less joint accuracy than OGM: a good encoder is not the same as a head that uses it;
-# * the recipe's inverse-norm weights, once *applied*, also help on this toy (they boost the starving encoder),
-#   but less than OGM — with the caveats of section 3 (unbounded, parametrisation-dependent).
+# **What the five seeds show on test** (asserted below, each difference by its 95% paired interval, margins in
+# brackets):
+# * OGM raises joint test accuracy (interval above +5 points) and repairs part of the image encoder's probe
+#   (above +3 points over the baseline, but still below the encoder trained alone);
+# * OGM-GE is the same as OGM here: the interval of their difference lies within ±2 points;
+# * auxiliary unimodal losses restore the image probe — the interval of aux − alone lies within ±4 points — but
+#   gain less joint accuracy than OGM (interval of OGM − aux above +3 points): a good encoder is not the same as a
+#   head that uses it;
+# * the recipe's inverse-norm weights, once *applied*, also help on this toy (above +3 points: they boost the
+#   starving encoder), but less than OGM (interval above +1 point) — with the caveats of section 3 (unbounded,
+#   parametrisation-dependent).
+#
+# On val, by contrast, no variant beats the baseline's ≈ 100%: all of these gains are gains under a new voice.
 
 # %%
-d_ogm = acc["ogm"] - acc["baseline"]
-assert (d_ogm > 0).sum() >= 4 and d_ogm.mean() > 0.05, d_ogm
-assert ((probe["ogm"] - probe["baseline"]) > 0).sum() >= 4 and probe["ogm"].mean() > probe["baseline"].mean() + 0.03
-assert probe["ogm"].mean() < np.mean(probe_alone), "OGM repairs part of the probe, not all of it"
-assert abs(acc["ogm_ge"].mean() - acc["ogm"].mean()) < 0.03
-assert probe["aux"].mean() > np.mean(probe_alone) - 0.02, "auxiliary heads restore the probe"
-assert acc["aux"].mean() < acc["ogm"].mean() - 0.03, "but gain less accuracy than OGM"
-assert (acc["inverse_norm"] > acc["baseline"]).sum() >= 4 and (acc["ogm"] >= acc["inverse_norm"]).sum() >= 4
+ci = {
+    "ogm − baseline, acc": paired_bootstrap(acc["ogm"], acc["baseline"]),
+    "ogm − baseline, probe": paired_bootstrap(probe["ogm"], probe["baseline"]),
+    "alone − ogm, probe": paired_bootstrap(probe_alone, probe["ogm"]),
+    "ogm_ge − ogm, acc": paired_bootstrap(acc["ogm_ge"], acc["ogm"]),
+    "aux − alone, probe": paired_bootstrap(probe["aux"], probe_alone),
+    "ogm − aux, acc": paired_bootstrap(acc["ogm"], acc["aux"]),
+    "inverse_norm − baseline, acc": paired_bootstrap(acc["inverse_norm"], acc["baseline"]),
+    "ogm − inverse_norm, acc": paired_bootstrap(acc["ogm"], acc["inverse_norm"]),
+}
+for name, c in ci.items():
+    print(f"{name:30s} {c.format(scale=100, unit=' pts')}")
+assert ci["ogm − baseline, acc"].low > 0.05 and ci["ogm − baseline, probe"].low > 0.03
+assert ci["alone − ogm, probe"].low > 0, "OGM repairs part of the probe, not all of it"
+assert -0.02 < ci["ogm_ge − ogm, acc"].low and ci["ogm_ge − ogm, acc"].high < 0.02, "GE noise: no measurable change"
+assert -0.04 < ci["aux − alone, probe"].low and ci["aux − alone, probe"].high < 0.04, "aux heads restore the probe"
+assert ci["ogm − aux, acc"].low > 0.03, "but gain less accuracy than OGM"
+assert ci["inverse_norm − baseline, acc"].low > 0.03 and ci["ogm − inverse_norm, acc"].low > 0.01
 
 # %% [markdown]
 # ### What OGM does during training
-# Left: ρ_t per step (faint) and its per-epoch mean (line). Without modulation ρ climbs to ~8 — the audio half
-# explains each batch eight times better than the image half. OGM holds ρ near 1–1.5. Right: the factor each
-# encoder's gradients were multiplied by. OGM shrinks the audio gradients to about a quarter or less on average;
-# because of the jump at ρ = 1, the per-step factor (faint) flips between 1 and ≤ 0.24. The applied inverse-norm
-# weights instead *amplify* the image gradients (about ×1.5–3 on average), and ρ still climbs to ~4.
+# Left: ρ_t per step (faint) and its per-epoch mean (line). Right: the factor each encoder's gradients were
+# multiplied by. Without modulation ρ keeps climbing: the audio half explains each batch several times better than
+# the image half. OGM holds ρ close to 1 after the first few epochs, by shrinking the audio gradients; because of
+# the jump at ρ = 1 the per-step factor (faint) flips between 1 and at most `1 - tanh(α)`. The applied
+# inverse-norm weights instead *amplify* the image gradients, and ρ still climbs. The numbers, over all five seeds,
+# are printed below the figure.
 
 # %%
 from mmlab.lessons.imbalance import plot_rho_k
 
-plot_rho_k({m: runs[m, 0] for m in ("baseline", "ogm", "inverse_norm")}, title="Seed 0, SGD, α = 1")
+plot_rho_k({m: runs[m, 0] for m in ("baseline", "ogm", "inverse_norm")}, title=f"Seed 0, SGD, α = {ALPHA:g}")
 
 # %%
 from mmlab.lessons.imbalance import per_epoch
 
-rho_end = {m: np.mean([per_epoch(runs[m, s].rho, 30)[-1] for s in SEEDS]) for m in ("baseline", "ogm")}
-print("mean ρ over the last epoch:", {m: round(v, 2) for m, v in rho_end.items()})
-k_audio_ogm = np.mean([np.mean(runs["ogm", s].k["audio"]) for s in SEEDS])
-w_image_inv = np.mean([np.mean(runs["inverse_norm", s].k["image"]) for s in SEEDS])
-print(
-    f"mean factor on audio gradients under OGM: {k_audio_ogm:.2f} · on image gradients under inverse-norm: {w_image_inv:.2f}"
-)
-assert rho_end["baseline"] > 3 and rho_end["ogm"] < 2.5 and rho_end["ogm"] < rho_end["baseline"] / 2
-assert k_audio_ogm < 0.5 and w_image_inv > 1.2
+rho_epochs = {m: np.array([per_epoch(runs[m, s].rho, 30) for s in SEEDS]) for m in ("baseline", "ogm", "inverse_norm")}
+rho_end = {m: r[:, -1] for m, r in rho_epochs.items()}
+ogm_late = rho_epochs["ogm"][:, 5:]  # epochs 6–30
+k_audio_ogm = np.array([np.mean(runs["ogm", s].k["audio"]) for s in SEEDS])
+w_image_inv = np.array([np.mean(runs["inverse_norm", s].k["image"]) for s in SEEDS])
+print("mean ρ over the last epoch, per seed:", {m: np.round(v, 1) for m, v in rho_end.items()})
+print(f"OGM: per-epoch mean ρ over epochs 6–30 stays in [{ogm_late.min():.2f}, {ogm_late.max():.2f}] (all seeds)")
+print(f"mean factor on audio gradients under OGM: {format_spread(k_audio_ogm, digits=2)}")
+print(f"mean factor on image gradients under inverse-norm: {format_spread(w_image_inv, digits=2)}")
+print(f"per-step OGM factor is 1 or ≤ 1 − tanh(α) = {1 - np.tanh(ALPHA):.2f}")
+assert rho_end["baseline"].min() > 3 and rho_end["inverse_norm"].min() > 2, "ρ climbs without OGM"
+assert 0.9 < ogm_late.min() and ogm_late.max() < 2.0, "OGM holds ρ near 1"
+assert sign_count(rho_end["baseline"] / 2, rho_end["ogm"]) == len(SEEDS)
+assert k_audio_ogm.max() < 0.5 and w_image_inv.min() > 1.2
 
 # %% [markdown]
 # ## 6. The optimizer trap: the same experiment with Adam
@@ -465,21 +562,18 @@ assert abs(adam_ratio - 1) < 0.01 and sgd_ratio < 0.5
 # %%
 for method in ("alone", "baseline", "ogm"):
     for seed in tqdm(SEEDS, desc=f"adam {method}"):
-        runs["adam", method, seed] = imbalance_experiment(method, seed=seed, optimizer="adam")
+        runs["adam", method, seed] = imbalance_experiment(method, seed=seed, optimizer="adam", alpha=ALPHA)
 
 acc_adam = {m: np.array([runs["adam", m, s].test_acc for s in SEEDS]) for m in ("baseline", "ogm")}
 probe_adam = {m: np.array([runs["adam", m, s].image_probe for s in SEEDS]) for m in ("alone", "baseline", "ogm")}
 gain = {"SGD": acc["ogm"] - acc["baseline"], "Adam": acc_adam["ogm"] - acc_adam["baseline"]}
-lazy = {
-    "SGD": np.mean(probe_alone) - probe["baseline"].mean(),
-    "Adam": probe_adam["alone"].mean() - probe_adam["baseline"].mean(),
-}
+lazy = {"SGD": probe_alone - probe["baseline"], "Adam": probe_adam["alone"] - probe_adam["baseline"]}
+print(f"TEST split, OGM α = {ALPHA:g} (chosen on val with SGD), 5 seeds")
 for opt in ("SGD", "Adam"):
     a = acc if opt == "SGD" else acc_adam
-    print(
-        f"{opt:4s}: baseline acc {pm(a['baseline'])} · OGM acc {pm(a['ogm'])} · OGM gain per seed "
-        f"{np.round(100 * gain[opt], 1)} · probe gap alone−joint {100 * lazy[opt]:.1f} points"
-    )
+    print(f"{opt:4s}: baseline acc {pct(a['baseline'])} · OGM acc {pct(a['ogm'])}")
+    print(f"      OGM − baseline {pts(a['ogm'], a['baseline'])}")
+    print(f"      probe gap alone − joint {format_spread(lazy[opt], scale=100, unit=' pts')}")
 
 # %%
 fig, ax = new_figure(size=(6, 3.4))
@@ -492,20 +586,29 @@ ax.set(ylabel="OGM − baseline, joint test acc (points)", title="The same OGM, 
 fig
 
 # %%
-assert gain["Adam"].mean() < gain["SGD"].mean() / 3, "the OGM effect shrinks under Adam"
-assert lazy["Adam"] < lazy["SGD"] / 2, "and there is much less laziness to repair"
-assert acc_adam["baseline"].mean() > acc["baseline"].mean() + 0.05, "Adam alone fixes most of the SGD baseline's loss"
+shrink = paired_bootstrap(gain["SGD"], gain["Adam"])
+lazier = paired_bootstrap(lazy["SGD"], lazy["Adam"])
+adam_gain = paired_bootstrap(acc_adam["ogm"], acc_adam["baseline"])
+adam_base = paired_bootstrap(acc_adam["baseline"], acc["baseline"])
+print(f"OGM gain, SGD − Adam          : {shrink.format(scale=100, unit=' pts')}")
+print(f"laziness gap, SGD − Adam      : {lazier.format(scale=100, unit=' pts')}")
+print(f"baseline accuracy, Adam − SGD : {adam_base.format(scale=100, unit=' pts')}")
+assert shrink.low > 0.05 and adam_gain.high < 0.05, "the OGM effect shrinks to a few points under Adam"
+assert lazier.low > 0.05, "and there is much less laziness to repair"
+assert adam_base.low > 0.05, "Adam alone fixes most of the SGD baseline's loss"
 
 # %% [markdown]
-# With Adam the baseline is already much better, the probe gap nearly closes, and OGM adds only a little. This
-# is not "Adam is better": it is a reminder that **an effect measured with one optimizer may not exist with
-# another**, and that the published OGM results use SGD. Report the optimizer with every balancing result.
+# With Adam the baseline is already much better (interval above +5 points over the SGD baseline), the probe gap
+# nearly closes, and OGM adds only a little: its gain is still above zero, but its interval lies below +5 points,
+# and the gain under SGD is larger by more than 5 points. This is not "Adam is better": it is a reminder that **an effect measured with one optimizer
+# may not exist with another**, and that the published OGM results use SGD. Report the optimizer with every
+# balancing result.
 #
 # ## 7. Explore: noise, α and the optimizer
 # The widget trains (or fetches from the cache) three models for seed 0 — the image encoder alone, the joint
-# model, the joint model with OGM at your α — and shows ρ_t, k_t and what the image encoder learned. Try α = 0
-# (no modulation: the same run as the baseline), a cleaner image (σ = 0.1: is there still laziness?), a noisier
-# one, and Adam. A new setting takes a second or two.
+# model, the joint model with OGM at your α — and shows ρ_t, k_t and what the image encoder learned (on test: all
+# choices are made). Try α = 0 (no modulation: the same run as the baseline), a cleaner image (σ = 0.1: is there
+# still laziness?), a noisier one, and Adam. A new setting takes a second or two.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -514,7 +617,7 @@ from mmlab.lessons.imbalance import imbalance_widget_figure
 WIDE = {"description_width": "initial"}  # room for every label
 _ = interact(
     imbalance_widget_figure,
-    alpha=FloatSlider(value=1.0, min=0.0, max=3.0, step=0.25, description="OGM α", style=WIDE),
+    alpha=FloatSlider(value=ALPHA, min=0.0, max=4.0, step=0.25, description="OGM α", style=WIDE),
     image_noise=FloatSlider(value=0.3, min=0.0, max=0.6, step=0.1, description="image σ", style=WIDE),
     optimizer=Dropdown(options=["sgd", "adam"], value="sgd", description="optimizer", style=WIDE),
     seed=Dropdown(options=SEEDS, value=0, description="seed", style=WIDE),
@@ -527,11 +630,12 @@ _ = interact(
 # — and stops there: no `backward()`, no `step()`, so nothing trains. Adding those two calls gives the usual
 # fixed-weight baseline. Its problem appears when the tasks' losses live on different scales.
 #
-# **Two tasks, one shared trunk** (`Linear(64→64)–ReLU–Linear(64→32)–ReLU`, Adam lr 0.01, 20 epochs), on clean
-# 8×8 digits:
-# * classify the digit — cross-entropy, ≈ 2.3 at the start;
-# * regress the **total ink** of the digit in the data set's raw pixel units (0–16 per pixel; mean ≈ 312, std
-#   ≈ 34) — squared error ≈ 1,200 at the start (the head starts at the mean), five hundred times the other.
+# **Two tasks, one shared trunk** (`Linear(64→64)–ReLU–Linear(64→32)–ReLU` on the 64 pixels, Adam lr 0.01,
+# 20 epochs), on clean 8×8 digits:
+# * classify the digit — cross-entropy, ≈ ln 10 ≈ 2.3 at the start;
+# * regress the **total ink** of the digit in the data set's raw pixel units (0–16 per pixel) — squared error
+#   equal to the target's variance at the start (the head starts at the training mean), about five hundred times
+#   the other (measured and checked below).
 #
 # Three ways to weigh them:
 # * **fixed** `L = w_1 L_1 + w_2 L_2` with `w = (1, 1)`;
@@ -540,44 +644,69 @@ _ = interact(
 #   each weighted loss tends to 1, whatever its units;
 # * **GradNorm** (Chen et al., ICML 2018): learn `w_i` so that the gradient norms `G_i = ‖∇_W w_i L_i‖` on the
 #   trunk's last layer `W` match `Ḡ · r_i^α`, where `r_i` is task i's relative inverse training rate; the
-#   weights are renormalised to sum to 2 after each step (α = 1.5).
+#   weights are renormalised to sum to 2 after each step. Its α is chosen on val from {0.5, 1.5} (1.5 is the
+#   value Chen et al. use most), by the sum of the two val errors in comparable units:
+#   `(1 − digit accuracy) + ink RMSE / ink std`.
 #
-# Task weights learn with Adam at lr 0.2 (uncertainty) and 0.05 (GradNorm). Reference: the classifier trained
-# alone (`w = (1, 0)`).
+# Task weights learn with Adam at lr 0.2 (uncertainty) and 0.05 (GradNorm); these rates, the model's lr and the
+# epochs are fixed in advance. Reference: the classifier trained alone (`w = (1, 0)`).
 
 # %%
 from mmlab.lessons.imbalance import load_multitask_data, train_multitask
 
 mt_data = load_multitask_data(image_noise=0.0)
+ink_mean, ink_var = float(mt_data.ink_train.mean()), float(mt_data.ink_train.var())
+start_ratio = ink_var / np.log(10)
+print(
+    f"ink (train): mean {ink_mean:.0f}, std {ink_var**0.5:.1f} raw units → squared error at the start ≈ {ink_var:.0f}"
+)
+print(f"start: ink loss / digit loss ≈ {ink_var:.0f} / ln 10 ≈ {start_ratio:.0f}")
+assert 400 < start_ratio < 650, "about five hundred times apart at the start"
+
 MT = {
     "classification alone": dict(method="fixed", fixed_weights=(1.0, 0.0)),
     "fixed (1, 1)": dict(method="fixed", fixed_weights=(1.0, 1.0)),
     "uncertainty": dict(method="uncertainty", weight_lr=0.2),
-    "GradNorm": dict(method="gradnorm", weight_lr=0.05),
+    "GradNorm α=0.5": dict(method="gradnorm", weight_lr=0.05, gradnorm_alpha=0.5),
+    "GradNorm α=1.5": dict(method="gradnorm", weight_lr=0.05, gradnorm_alpha=1.5),
 }
 mt = {}
 for name, kw in MT.items():
     for seed in tqdm(SEEDS, desc=name):
         mt[name, seed] = train_multitask(mt_data, seed=seed, epochs=20, lr=0.01, progress=False, **kw)
 
-mt_acc = {n: np.array([mt[n, s].test_acc for s in SEEDS]) for n in MT}
-mt_rmse = {n: np.array([mt[n, s].test_rmse for s in SEEDS]) for n in MT}
+ink_std_val = float(mt_data.ink_val.std())
+val_err = {
+    n: np.array([(1 - mt[n, s].val_acc) + mt[n, s].val_rmse / ink_std_val for s in SEEDS])
+    for n in ("GradNorm α=0.5", "GradNorm α=1.5")
+}
+print("VAL split: (1 − digit accuracy) + ink RMSE / ink std, lower is better")
+for n, e in val_err.items():
+    print(f"  {n}: {format_spread(e, digits=3)}")
+GN = min(val_err, key=lambda n: val_err[n].mean())
+print("chosen on val:", GN)
+
+# %%
+NAMES = ["classification alone", "fixed (1, 1)", "uncertainty", GN]
+mt_acc = {n: np.array([mt[n, s].test_acc for s in SEEDS]) for n in NAMES}
+mt_rmse = {n: np.array([mt[n, s].test_rmse for s in SEEDS]) for n in NAMES}
 ink_std = float(mt_data.ink_test.std())
-print(f"{'weighting':22s} {'digit acc (%)':>14s} {'ink RMSE (raw units)':>21s}    (ink std on test: {ink_std:.1f})")
-for n in MT:
-    print(f"{n:22s} {pm(mt_acc[n]):>14s} {mt_rmse[n].mean():11.1f} ± {mt_rmse[n].std(ddof=1):4.1f}")
+print(f"TEST split · ink std on test: {ink_std:.1f} raw units")
+print(f"{'weighting':22s} {'digit accuracy':>30s} {'ink RMSE (raw units)':>30s}")
+for n in NAMES:
+    print(f"{n:22s} {pct(mt_acc[n]):>30s} {format_spread(mt_rmse[n]):>30s}")
 
 # %%
 fig, (a1, a2) = new_figure(1, 2, size=(11, 3.6))
 ep = np.arange(1, 21)
-colors = {n: f"C{i}" for i, n in enumerate(MT)}
-for n in ("uncertainty", "GradNorm"):
+colors = {n: f"C{i}" for i, n in enumerate(NAMES)}
+for n in ("uncertainty", GN):
     w = np.array(mt[n, 0].weights)
     a1.plot(ep, w[:, 0], color=colors[n], marker=".", label=f"{n}: digit")
     a1.plot(ep, w[:, 1], color=colors[n], ls="--", marker=".", label=f"{n}: ink")
 a1.set(yscale="log", xlabel="epoch", ylabel="task weight (log scale)", title="Learned task weights (seed 0)")
 a1.legend(fontsize=7)
-for n in MT:
+for n in NAMES:
     losses = np.array(mt[n, 0].losses)
     if n != "classification alone":
         a2.plot(ep, losses[:, 1] / losses[0, 1], color=colors[n], ls="--", label=f"{n}: ink")
@@ -587,28 +716,33 @@ a2.legend(fontsize=7)
 fig
 
 # %% [markdown]
-# **What the seeds show** (asserted below): with fixed weights (1, 1) the ink regression owns the shared trunk
-# and the digit classifier is left far behind the same classifier trained alone. Both adaptive schemes give the
-# classifier its share back in every seed, while the ink error stays well below the 34-unit spread of the target —
-# though above what the regression-dominated fixed run reaches: balancing is a trade, not a free lunch.
-# Uncertainty weighting ends with weights about a thousand times apart in every seed (≈ 1 / L_i); GradNorm's
-# ratio, driven by gradient norms and training rates, varies much more from seed to seed.
+# **What the seeds show on test** (asserted below): with fixed weights (1, 1) the ink regression owns the shared
+# trunk and the digit classifier is left far behind the same classifier trained alone (interval of the gap above
+# 30 points). Both adaptive schemes give the classifier its share back — more than 10 points above fixed weights in
+# every seed — while the ink error stays below the target's spread (what predicting the mean would score) in every
+# seed, though above what the regression-dominated fixed run reaches (interval above 0): balancing is a trade, not
+# a free lunch. Uncertainty weighting ends with weights in the ratio of the *current* losses (≈ 1 / L_i: the same
+# order of magnitude in every seed — not the starting ratio, since the digit loss keeps falling). GradNorm's final
+# ratio is driven by gradient norms and training rates instead; both are printed below.
 
 # %%
-for n in ("uncertainty", "GradNorm"):
-    assert (mt_acc[n] > mt_acc["fixed (1, 1)"] + 0.1).all(), n
-    assert mt_rmse[n].mean() < 0.6 * ink_std, n
-    assert mt_rmse[n].mean() > mt_rmse["fixed (1, 1)"].mean(), "the trade: the regression gives something back"
-assert mt_acc["fixed (1, 1)"].mean() < mt_acc["classification alone"].mean() - 0.3
+for n in ("uncertainty", GN):
+    assert sign_count(mt_acc[n], mt_acc["fixed (1, 1)"], margin=0.1) == len(SEEDS), n
+    assert sign_count(np.full(len(SEEDS), ink_std), mt_rmse[n]) == len(SEEDS), n
+    trade = paired_bootstrap(mt_rmse[n], mt_rmse["fixed (1, 1)"])
+    print(f"{n}: ink RMSE − fixed (1, 1): {trade.format(unit=' units')}")
+    assert trade.low > 0, "the trade: the regression gives something back"
+starved = paired_bootstrap(mt_acc["classification alone"], mt_acc["fixed (1, 1)"])
+print(f"digit accuracy, alone − fixed (1, 1): {starved.format(scale=100, unit=' pts')}")
+assert starved.low > 0.3
 w_uw = np.array([mt["uncertainty", s].weights[-1] for s in SEEDS])
-w_gn = np.array([mt["GradNorm", s].weights[-1] for s in SEEDS])
-assert (w_uw[:, 0] / w_uw[:, 1] > 100).all() and (w_gn[:, 0] / w_gn[:, 1] > 3).all()
-print(
-    "final weight ratio digit/ink — uncertainty:",
-    np.round(w_uw[:, 0] / w_uw[:, 1]),
-    "· GradNorm:",
-    np.round(w_gn[:, 0] / w_gn[:, 1], 1),
-)
+w_gn = np.array([mt[GN, s].weights[-1] for s in SEEDS])
+loss_uw = np.array([mt["uncertainty", s].losses[-1] for s in SEEDS])
+ratio_uw, ratio_gn = w_uw[:, 0] / w_uw[:, 1], w_gn[:, 0] / w_gn[:, 1]
+loss_ratio_uw = loss_uw[:, 1] / loss_uw[:, 0]
+print("final weight ratio digit/ink — uncertainty:", np.round(ratio_uw), "· GradNorm:", np.round(ratio_gn, 1))
+print("uncertainty: last epoch's loss ratio ink/digit:", np.round(loss_ratio_uw))
+assert np.abs(np.log10(ratio_uw / loss_ratio_uw)).max() < 1, "weights ≈ 1 / L_i: same order of magnitude"
 
 # %% [markdown]
 # A caveat you will meet in practice: in the simplified form used here, `s_i → ln L_i` keeps following a loss that
@@ -620,12 +754,13 @@ print(
 # ## Exercises
 # 1. Set `smooth=True` (`imbalance_experiment("ogm", smooth=True, seed=...)`) for the five seeds. Does removing
 #    OGM's jump at ρ = 1 change accuracy or the k_t curve?
-# 2. Use α ∈ {0.1, 0.3, 3} with SGD. Where does the gain saturate? Report paired differences, not just means.
+# 2. Use α ∈ {0.1, 0.3, 3} with SGD. Where does the val probe saturate? Report paired differences, not just
+#    means, and choose on val before you look at test.
 # 3. In the widget, set the image noise to 0 and 0.6. When is there laziness to repair at all?
 # 4. Train the baseline for 10 epochs instead of 30 (`epochs=10`) with and without OGM. Does OGM still help?
 #    (Hint: the method slows the leader; if nobody has led yet, you only slow training.)
-# 5. Standardise the ink target (`(ink - mean) / std`) and rerun the four weightings. How much of the problem was
-#    the units?
+# 5. Standardise the ink target (`(ink - mean) / std`) and rerun the weightings. How much of the problem was the
+#    units?
 # 6. Write the official code's variant that modulates only 4-D (convolution) weights. What does it do to these
 #    MLP encoders?
 #
@@ -635,9 +770,11 @@ print(
 # * The popular inverse-norm "modulation" is never applied, only amplifies, is unbounded, and compares gradient
 #   norms that a harmless re-parametrisation changes. OGM-GE compares **performance** (scores on the labels) and
 #   only slows the leader: `k = 1 - tanh(α·ρ)`, applied to every encoder parameter.
-# * On this toy OGM gains many points of test accuracy in nearly every seed with SGD; auxiliary unimodal losses
-#   repair the encoder but gain less; under **Adam** the effect mostly disappears — always report the optimizer
-#   and paired per-seed differences.
+# * Choose α on val — but check what val can see: here val shares its voices with training, so joint val accuracy
+#   would switch OGM off; α is chosen by the weak encoder's val probe instead.
+# * On this toy, with SGD, OGM gains many points of test accuracy on unseen voices (a paired interval well above
+#   zero); auxiliary unimodal losses repair the encoder but gain less; under **Adam** the effect shrinks to a few
+#   points — always report the optimizer and paired per-seed differences with their interval.
 # * For several **tasks** with losses in different units, fixed weights let the largest loss win; uncertainty
 #   weighting (losses → 1) and GradNorm (gradient norms → balanced) learn the weights, at a price the numbers
 #   show. Next: **Lesson 5 — deployment**.

@@ -9,6 +9,7 @@ from mmlab.balance import (
     GradNorm,
     UncertaintyWeighting,
     encode,
+    fit_linear_probe,
     gradient_norms,
     inverse_norm_weights,
     linear_probe,
@@ -305,6 +306,18 @@ def test_linear_probe_separable_and_errors():
         linear_probe(f[:150], y[:150], f[150:, :3], y[150:])
     with pytest.raises(ValueError, match=r"y_train must have shape \(N\) with N=150"):
         linear_probe(f[:150], y[: 150 - 1], f[150:], y[150:])
+
+
+def test_fit_linear_probe_scores_several_splits_from_one_fit():
+    seed_everything(5)
+    y = torch.arange(300) % 3
+    f = torch.nn.functional.one_hot(y, 3).float() + 0.8 * torch.randn(300, 3)
+    probe = fit_linear_probe(f[:200], y[:200])
+    for lo, hi in ((200, 250), (250, 300)):  # the same model as linear_probe's, scored on two splits
+        assert probe.score(f[lo:hi].numpy(), y[lo:hi].numpy()) == linear_probe(f[:200], y[:200], f[lo:hi], y[lo:hi])
+    assert probe.predict(f[:5].numpy()).shape == (5,)
+    with pytest.raises(ValueError, match=r"y_train must have shape \(N\) with N=200"):
+        fit_linear_probe(f[:200], y[:199])
 
 
 # GradNorm over two steps against an update computed by hand (closed-form gradients, no autograd): a shared

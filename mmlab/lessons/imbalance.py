@@ -23,9 +23,9 @@ from ..balance import (
     GradNorm,
     UncertaintyWeighting,
     encode,
+    fit_linear_probe,
     gradient_norms,
     inverse_norm_weights,
-    linear_probe,
     modality_logits,
     modality_scores,
     modulate_gradients,
@@ -72,17 +72,27 @@ BALANCERS = ("fixed", "uncertainty", "gradnorm")
 
 @dataclass
 class ImbalanceData:
-    """Two-modality AV-Digits as flat tensors: ``train[m]`` / ``test[m]`` for m in ``("image", "audio")``.
+    """Two-modality AV-Digits as flat tensors: ``train[m]`` / ``val[m]`` / ``test[m]`` for m in
+    ``("image", "audio")``.
 
     image: the 8×8 digit (pixels/16) plus fixed Gaussian noise, flattened to 64; audio: 20 MFCCs' mean and std
-    over time (40 numbers) standardised with training statistics; test audio comes from 2 held-out voices.
+    over time (40 numbers) standardised with training statistics. Val audio comes from the training voices but
+    from recordings (speed/pitch settings) training never hears; test audio from 2 held-out voices
+    (:func:`mmlab.data.clip_splits`). Choices are made on val, results reported on test.
     """
 
     train: dict[str, torch.Tensor]
+    val: dict[str, torch.Tensor]
     test: dict[str, torch.Tensor]
     y_train: torch.Tensor
+    y_val: torch.Tensor
     y_test: torch.Tensor
     image_noise: float
+
+    def split(self, name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``(inputs, labels)`` of split ``name`` (``"train"``, ``"val"`` or ``"test"``)."""
+        check_choice("split", name, ("train", "val", "test"))
+        return getattr(self, name), getattr(self, f"y_{name}")
 
     @property
     def dims(self) -> dict[str, int]:
@@ -99,13 +109,17 @@ def load_imbalance_data(image_noise: float = 0.3, seed: int = 0) -> ImbalanceDat
 
     Cached: treat the returned tensors as read-only.
     """
-    tr = load_avdigits("train", audio_format="mfcc_stats", image_noise=image_noise, seed=seed)
-    te = load_avdigits("test", audio_format="mfcc_stats", image_noise=image_noise, seed=seed)
-    a_tr, a_te = standardize(tr.audio, te.audio)
+    tr, va, te = (
+        load_avdigits(split, audio_format="mfcc_stats", image_noise=image_noise, seed=seed)
+        for split in ("train", "val", "test")
+    )
+    a_tr, a_va, a_te = standardize(tr.audio, va.audio, te.audio)
     return ImbalanceData(
         train={"image": tr.image.flatten(1), "audio": a_tr},
+        val={"image": va.image.flatten(1), "audio": a_va},
         test={"image": te.image.flatten(1), "audio": a_te},
         y_train=tr.label,
+        y_val=va.label,
         y_test=te.label,
         image_noise=float(image_noise),
     )
@@ -115,11 +129,13 @@ def load_imbalance_data(image_noise: float = 0.3, seed: int = 0) -> ImbalanceDat
 class ImbalanceRun:
     """The outcome of :func:`train_imbalance`.
 
-    ``test_acc``: accuracy of the fused logits on the test split (for ``"alone"``: of the single modality);
+    ``val_acc`` / ``test_acc``: accuracy of the fused logits on the val / test split (for ``"alone"``: of the
+    single modality);
     ``half_train_acc[m]``: per epoch, training accuracy of modality m's share of the logits (``argmax out_m``);
     ``rho``: per step, ``s_audio / s_image``; ``k[m]``: per step, the coefficient applied to m's gradients
     (OGM / OGM-GE), or the inverse-norm weight; ``model``: the trained ``MultimodalClassifier`` (eval mode);
-    ``image_probe``: linear-probe accuracy of the image encoder, when computed (:func:`imbalance_experiment`).
+    ``image_probe`` / ``image_probe_val``: test / val accuracy of a linear probe of the image encoder (fitted on
+    the training split), when computed (:func:`imbalance_experiment`).
     """
 
     method: str
@@ -130,6 +146,8 @@ class ImbalanceRun:
     rho: list[float] = field(default_factory=list)
     k: dict[str, list[float]] = field(default_factory=dict)
     image_probe: float | None = None
+    val_acc: float = float("nan")
+    image_probe_val: float | None = None
 
 
 def _make_optimizer(name: str, params, lr: float | None) -> torch.optim.Optimizer:
@@ -234,20 +252,28 @@ def train_imbalance(
             desc=f"{method} seed {seed}",
         )
     run.half_train_acc = {m: history[f"{m}_half_train_acc"] for m in names}
-    pred = predict(model, [data.test[m] for m in names]).argmax(-1)
-    run.test_acc = float((pred == data.y_test).float().mean())
+    for split in ("val", "test"):
+        x, y = data.split(split)
+        pred = predict(model, [x[m] for m in names]).argmax(-1)
+        setattr(run, f"{split}_acc", float((pred == y).float().mean()))
     model.eval()
     return run
 
 
-def probe_modality(run: ImbalanceRun, data: ImbalanceData, modality: str = "image") -> float:
-    """Linear-probe test accuracy of ``modality``'s encoder after ``run`` (see :func:`mmlab.balance.linear_probe`)."""
-    return linear_probe(
-        encode(run.model, modality, data.train[modality]),
-        data.y_train,
-        encode(run.model, modality, data.test[modality]),
-        data.y_test,
-    )
+def probe_modality(
+    run: ImbalanceRun, data: ImbalanceData, modality: str = "image", splits: Sequence[str] = ("test",)
+) -> float | dict[str, float]:
+    """Linear-probe accuracy of ``modality``'s encoder after ``run``: the probe is fitted once on the training
+    split's frozen features (:func:`mmlab.balance.fit_linear_probe`) and scored on each of ``splits``. Returns a
+    float for ``splits=("test",)`` (the default), else ``{split: accuracy}``."""
+    if isinstance(splits, str):
+        raise ValueError(f"splits must be a sequence of split names, got the string {splits!r}")
+    probe = fit_linear_probe(encode(run.model, modality, data.train[modality]), data.y_train)
+    scores = {}
+    for split in splits:
+        x, y = data.split(split)
+        scores[split] = float(probe.score(encode(run.model, modality, x[modality]).numpy(), y.numpy()))
+    return scores["test"] if tuple(splits) == ("test",) else scores
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -256,31 +282,50 @@ def probe_modality(run: ImbalanceRun, data: ImbalanceData, modality: str = "imag
 
 @dataclass
 class MultitaskData:
-    """AV-Digits for two tasks from one shared trunk: ``x`` = the noisy image (64 numbers, as in
-    :func:`load_imbalance_data`), targets ``y`` (digit, cross-entropy ≈ 2.3 at the start) and ``ink`` (total ink of
-    the clean image in the data set's raw 0–16 pixel units, a few hundred; squared error ≈ 10³ at the start when
-    the ink head starts at the mean)."""
+    """AV-Digits images for two tasks from one shared trunk, per split (train / val / test).
+
+    ``x``: the 8×8 digit as 64 numbers (pixels / 16, in [0, 1]) plus Gaussian noise of std ``image_noise`` (the
+    same images as :func:`load_imbalance_data`'s image modality; the lesson uses clean images, ``image_noise = 0``);
+    targets ``y`` (the digit: cross-entropy ≈ ln 10 ≈ 2.3 at the start) and ``ink`` (total ink of the *clean* image
+    in the data set's raw 0–16 pixel units: 64 pixels × 0–16, a few hundred; the squared error starts at the
+    target's variance, about 10³, when the ink head starts at the training mean)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     ink_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    ink_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     ink_test: torch.Tensor
 
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x, y, ink)`` of split ``name`` (``"train"``, ``"val"`` or ``"test"``)."""
+        check_choice("split", name, ("train", "val", "test"))
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}"), getattr(self, f"ink_{name}")
+
+    def head(self, n: int) -> MultitaskData:
+        """The first ``n`` training rows, every val and test row (a small copy for tests and quick runs)."""
+        return MultitaskData(
+            self.x_train[:n], self.y_train[:n], self.ink_train[:n], *self.split("val"), *self.split("test")
+        )
+
 
 @lru_cache(maxsize=2)
-def load_multitask_data(image_noise: float = 0.3, seed: int = 0) -> MultitaskData:
-    """The two-task data (cached: treat the tensors as read-only)."""
+def load_multitask_data(image_noise: float = 0.0, seed: int = 0) -> MultitaskData:
+    """The two-task data (cached: treat the tensors as read-only); x has 64 columns (8×8 pixels)."""
     d = load_imbalance_data(image_noise, seed)
-    ink = [load_avdigits(s, audio_format="mfcc_stats", seed=seed).image.sum((1, 2, 3)) * 16 for s in ("train", "test")]
-    return MultitaskData(d.train["image"], d.y_train, ink[0], d.test["image"], d.y_test, ink[1])
+    splits = ("train", "val", "test")
+    ink = {s: load_avdigits(s, audio_format="mfcc_stats", seed=seed).image.sum((1, 2, 3)) * 16 for s in splits}
+    return MultitaskData(*(t for s in splits for t in (d.split(s)[0]["image"], d.split(s)[1], ink[s])))
 
 
 @dataclass
 class MultitaskRun:
-    """The outcome of :func:`train_multitask`: test accuracy, test RMSE of the ink (raw units), and per epoch the
-    task weights and the two raw training losses (``[digit, ink]``, means over the epoch's samples)."""
+    """The outcome of :func:`train_multitask`: val and test digit accuracy, val and test RMSE of the ink (raw
+    units), and per epoch the task weights and the two raw training losses (``[digit, ink]``, means over the
+    epoch's samples)."""
 
     method: str
     seed: int
@@ -288,6 +333,8 @@ class MultitaskRun:
     test_rmse: float
     weights: list[list[float]] = field(default_factory=list)
     losses: list[list[float]] = field(default_factory=list)
+    val_acc: float = float("nan")
+    val_rmse: float = float("nan")
 
 
 def train_multitask(
@@ -304,7 +351,8 @@ def train_multitask(
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> MultitaskRun:
-    """Train a shared trunk ``Linear(64→64)–ReLU–Linear(64→32)–ReLU`` with a digit head ``Linear(32→10)`` and an
+    """Train a shared trunk ``Linear(d→64)–ReLU–Linear(64→32)–ReLU`` (d = ``data.x_train.shape[1]``, 64 for the
+    lesson's 8×8 images) with a digit head ``Linear(32→10)`` and an
     ink head ``Linear(32→1)``, minimising ``L_1 = CE(digit)`` and ``L_2 = MSE(ink)`` balanced by ``method`` (one of
     :data:`BALANCERS`): ``"fixed"`` (``Σ w_i L_i`` with ``fixed_weights``, :func:`~mmlab.balance.weighted_sum`),
     ``"uncertainty"`` (:class:`~mmlab.balance.UncertaintyWeighting`, Kendall et al. 2018) or ``"gradnorm"``
@@ -373,14 +421,18 @@ def train_multitask(
         progress=progress,
         desc=f"{method} seed {seed}",
     )
-    out = predict(model, data.x_test, fn=outputs, batch_size=len(data.x_test))
+    scores = {}
+    for split in ("val", "test"):
+        x, y, ink = data.split(split)
+        out = predict(model, x, fn=outputs, batch_size=len(x))
+        scores[f"{split}_acc"] = float((out[:, :10].argmax(-1) == y).float().mean())
+        scores[f"{split}_rmse"] = float((out[:, 10] - ink).pow(2).mean().sqrt())
     return MultitaskRun(
         method,
         seed,
-        test_acc=float((out[:, :10].argmax(-1) == data.y_test).float().mean()),
-        test_rmse=float((out[:, 10] - data.ink_test).pow(2).mean().sqrt()),
         weights=[list(w) for w in zip(history["digit_weight"], history["ink_weight"])],
         losses=[list(v) for v in zip(history["digit_loss"], history["ink_loss"])],
+        **scores,
     )
 
 
@@ -389,12 +441,21 @@ def train_multitask(
 
 
 @lru_cache(maxsize=256)
-def _cached_imbalance(method, seed, alpha, optimizer, image_noise, epochs, smooth, progress) -> ImbalanceRun:
+def _cached_imbalance(method, seed, alpha, optimizer, image_noise, epochs, smooth, progress, lr) -> ImbalanceRun:
     data = load_imbalance_data(image_noise)
     run = train_imbalance(
-        data, method, seed=seed, alpha=alpha, optimizer=optimizer, epochs=epochs, smooth=smooth, progress=progress
+        data,
+        method,
+        seed=seed,
+        alpha=alpha,
+        optimizer=optimizer,
+        lr=lr,
+        epochs=epochs,
+        smooth=smooth,
+        progress=progress,
     )
-    run.image_probe = probe_modality(run, data, "image")
+    probes = probe_modality(run, data, "image", splits=("val", "test"))
+    run.image_probe, run.image_probe_val = probes["test"], probes["val"]
     return run
 
 
@@ -407,17 +468,27 @@ def imbalance_experiment(
     image_noise: float = 0.3,
     epochs: int = 30,
     smooth: bool = False,
+    lr: float | None = None,
     progress: bool = False,
 ) -> ImbalanceRun:
     """:func:`train_imbalance` on :func:`load_imbalance_data` ``(image_noise)``, plus the image encoder's linear
-    probe (``run.image_probe``), memoised: the same arguments return the same (shared, read-only) run, so the
-    widget reuses the lesson's runs instead of retraining."""
+    probe scored on test and val (``run.image_probe``, ``run.image_probe_val``), memoised: the same arguments
+    return the same (shared, read-only) run, so the widget reuses the lesson's runs instead of retraining.
+    ``lr`` = None: the optimizer's default (SGD 0.01, Adam 1e-3)."""
     check_choice("method", method, IMBALANCE_METHODS)
     check_choice("optimizer", optimizer, OPTIMIZERS)
     if method not in ("ogm", "ogm_ge"):
         alpha, smooth = 1.0, False  # unused: one cache entry
     return _cached_imbalance(
-        method, int(seed), float(alpha), optimizer, round(float(image_noise), 6), int(epochs), bool(smooth), progress
+        method,
+        int(seed),
+        float(alpha),
+        optimizer,
+        round(float(image_noise), 6),
+        int(epochs),
+        bool(smooth),
+        progress,
+        None if lr is None else float(lr),
     )
 
 
