@@ -1,10 +1,13 @@
 """Deployment benchmark (lesson 5): every way of shrinking the lesson's model, measured side by side in one run.
 
-For the AV-Digits MultimodalMLP of lesson 5 (image + speech MFCC statistics + caption bag of words): test
-accuracy, checkpoint size, median latency at batch 1 and throughput at the best batch size, for the baseline,
-a distilled student, 50% masked pruning, structured pruning at 30/50/70% (+ fine-tuning), dynamic int8, ONNX
-Runtime and torch.compile (compile time reported separately). All variants are timed in the same interleaved
-rounds (warm-up, then medians), so ratios stay meaningful on a busy machine.
+For the AV-Digits MultimodalMLP of lesson 5 (image + speech MFCC statistics + caption bag of words): val and
+test accuracy over 5 seeds (each seed trains its own teacher and everything derived from it), with the paired
+difference to the baseline fine-tuned for the same 5 extra epochs as the pruned models (95% bootstrap interval
+over seeds); checkpoint size; latency at batch 1 (median, p95, p99 of single calls) and throughput at the best
+batch size, for the baseline, a student trained alone and distilled (T, λ chosen on val), 50% masked pruning,
+structured pruning at 30/50/70% (+ fine-tuning), dynamic int8, ONNX Runtime and torch.compile (compile time
+reported separately). All variants (seed 0's models) are timed in the same interleaved rounds (warm-up, then
+medians and percentiles), so ratios stay meaningful on a busy machine.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deploy.py            # writes the "deploy" section of RESULTS.md
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deploy.py --no-write  # print only
@@ -20,16 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import machine, write_section  # noqa: E402
 
-from mmlab import seed_everything  # noqa: E402
 from mmlab.data import load_avdigits, standardize  # noqa: E402
 from mmlab.deploy import (  # noqa: E402
     compare_latency,
-    distill,
     export_onnx,
     model_size_bytes,
     onnx_run,
@@ -39,11 +41,16 @@ from mmlab.deploy import (  # noqa: E402
     prune_with_masks,
     quantize_int8,
 )
-from mmlab.lessons.deployment import MultimodalMLP, bag_of_words  # noqa: E402
+from mmlab.lessons.deployment import MultimodalMLP, bag_of_words, choose_distillation, student_runs  # noqa: E402
+from mmlab.runtime import seeded  # noqa: E402
+from mmlab.stats import format_spread, paired_bootstrap  # noqa: E402
 from mmlab.text import WordTokenizer  # noqa: E402
 from mmlab.train import evaluate, fit, make_loader  # noqa: E402
 
 BATCH_SIZES = (1, 16, 64, 256, 1024)
+DISTILL_GRID = [(2.0, 0.5), (4.0, 0.5), (8.0, 0.5), (4.0, 0.9)]  # (T, λ), as in lesson 5
+RATIOS = (0.3, 0.5, 0.7)
+FAIR = "baseline + 5 epochs (fair reference)"
 
 
 def main() -> None:
@@ -51,6 +58,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print the table without writing RESULTS.md")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (it needs a C++ compiler)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--seeds", type=int, default=5, help="teachers trained (each with its variants)")
+    ap.add_argument("--tail-calls", type=int, default=400, help="single batch-1 calls per variant for p95/p99")
     ap.add_argument(
         "--clock",
         choices=("wall", "cpu"),
@@ -61,40 +70,86 @@ def main() -> None:
     t_start = time.perf_counter()
 
     knobs = dict(image_noise=0.4, text_noise=0.6, audio_format="mfcc_stats")
-    train, test = load_avdigits("train", **knobs), load_avdigits("test", **knobs)
+    train, val, test = (load_avdigits(split, **knobs) for split in ("train", "val", "test"))
     tok = WordTokenizer(train.text)
-    a_train, a_test = standardize(train.audio, test.audio)
+    a_train, a_val, a_test = standardize(train.audio, val.audio, test.audio)
     x_train = (train.image, a_train, bag_of_words(tok(train.text)[0], len(tok)))
+    x_val = (val.image, a_val, bag_of_words(tok(val.text)[0], len(tok)))
     x_test = (test.image, a_test, bag_of_words(tok(test.text)[0], len(tok)))
     modalities = ("image", "audio", "text")
     input_dims = [64, 40, len(tok)]
-    test_loader = make_loader(*x_test, test.label, batch_size=512)
+    loaders = {
+        "val": make_loader(*x_val, val.label, batch_size=512),
+        "test": make_loader(*x_test, test.label, batch_size=512),
+    }
     cpu = torch.device("cpu")
+    seeds = list(range(args.seeds))
 
     def loader(seed: int):
         return make_loader(*x_train, train.label, batch_size=64, shuffle=True, seed=seed)
 
-    def accuracy(model) -> float:
-        return evaluate(model, test_loader, device=cpu)["accuracy"]
+    def accuracies(model) -> dict[str, float]:
+        return {k: evaluate(model, v, device=cpu)["accuracy"] for k, v in loaders.items()}
 
-    seed_everything(0)
-    teacher = MultimodalMLP(input_dims, 10, width=256, depth=2, modalities=modalities)
-    fit(teacher, loader(0), epochs=20, lr=1e-3, device=cpu, progress=False)
-    teacher.eval()
+    def make_student():
+        return MultimodalMLP(input_dims, 10, width=8, depth=1, embed_dim=8, modalities=modalities)
 
-    variants: dict[str, torch.nn.Module] = {"baseline (fp32)": teacher}
-    seed_everything(0)
-    student = MultimodalMLP(input_dims, 10, width=8, depth=1, embed_dim=8, modalities=modalities)
-    distill(student, teacher, loader(0), epochs=20, lr=3e-3, temperature=4.0, alpha=0.9, device=cpu, progress=False)
-    variants["distilled student (w=8)"] = student.eval()
-    variants["masked 50% (nn.utils.prune)"] = prune_with_masks(teacher, 0.5).eval()
-    for ratio in (0.3, 0.5, 0.7):
-        pruned = prune_structured(teacher, ratio)
-        seed_everything(1)
-        fit(pruned, loader(1), epochs=5, lr=1e-3, device=cpu, progress=False)
-        variants[f"structured {ratio:.0%} + fine-tune"] = pruned.eval()
-    int8 = quantize_int8(teacher)
-    variants[f"dynamic int8 ({int8.quantized_with})"] = int8
+    # every seed: a teacher and every variant derived from it; accuracy[name][split] holds one value per seed
+    accuracy: dict[str, dict[str, list[float]]] = {}
+    teachers, variants = [], {}
+    for seed in seeds:
+        with seeded(seed):
+            teacher = MultimodalMLP(input_dims, 10, width=256, depth=2, modalities=modalities)
+        fit(teacher, loader(seed), epochs=20, lr=1e-3, device=cpu, progress=False)
+        teacher.eval()
+        teachers.append(teacher)
+        here: dict[str, torch.nn.Module] = {"baseline (fp32)": teacher}
+        for ratio in (0.0, *RATIOS):  # ratio 0: the baseline with the same extra fine-tuning
+            pruned = prune_structured(teacher, ratio)
+            fit(pruned, loader(1000 + seed), epochs=5, lr=1e-3, device=cpu, progress=False)
+            here[FAIR if ratio == 0 else f"structured {ratio:.0%} + fine-tune"] = pruned.eval()
+        here["masked 50% (nn.utils.prune)"] = prune_with_masks(teacher, 0.5).eval()
+        int8 = quantize_int8(teacher)
+        here[f"dynamic int8 ({int8.quantized_with})"] = int8
+        for name, model in here.items():
+            for split, a in accuracies(model).items():
+                accuracy.setdefault(name, {}).setdefault(split, []).append(a)
+        if seed == 0:
+            variants = here
+
+    # distillation: (T, λ) chosen on val (mean over seeds; student seed = teacher seed), then reported on test
+    runs = {
+        seed: student_runs(
+            make_student,
+            teachers[seed],
+            loader,
+            settings=[None, *DISTILL_GRID],
+            seeds=[seed],
+            evaluate=accuracies,
+            epochs=20,
+            lr=3e-3,
+            device=cpu,
+            progress=False,
+        )
+        for seed in seeds
+    }
+    merged = {st: {sp: np.concatenate([runs[s].accuracy[st][sp] for s in seeds]) for sp in ("val", "test")}
+              for st in [None, *DISTILL_GRID]}  # fmt: skip
+    chosen = choose_distillation(type(runs[0])(seeds, merged, {}), split="val")
+    grid_note = ", ".join(
+        f"T={t:g}/λ={lam:g}: {format_spread(merged[t, lam]['val'], 100, '%')}" for t, lam in DISTILL_GRID
+    )
+    student_alone, student_distilled = (
+        "student alone (w=8)",
+        f"distilled student (w=8, T={chosen[0]:g}, λ={chosen[1]:g})",
+    )
+    for name, st in ((student_alone, None), (student_distilled, chosen)):
+        accuracy[name] = {sp: list(merged[st][sp]) for sp in ("val", "test")}
+        variants[name] = runs[0].models[st, 0]
+    order = ["baseline (fp32)", FAIR, student_alone, student_distilled, "masked 50% (nn.utils.prune)"]
+    order += [f"structured {r:.0%} + fine-tune" for r in RATIOS] + [n for n in variants if n.startswith("dynamic")]
+    variants = {n: variants[n] for n in order}
+    teacher = teachers[0]
 
     # inputs for every batch size (the 360 test items tiled up to the largest batch)
     reps = -(-max(BATCH_SIZES) // len(test.label))
@@ -104,7 +159,6 @@ def main() -> None:
     calls: dict[str, dict[int, object]] = {}
     for name, model in variants.items():
         calls[name] = {b: (lambda m=model, x=inputs[b]: _infer(m, x)) for b in BATCH_SIZES}
-    accs = {name: accuracy(m) for name, m in variants.items()}
     sizes = {name: model_size_bytes(m) for name, m in variants.items()}
 
     onnx_dir = Path(tempfile.mkdtemp())
@@ -113,7 +167,8 @@ def main() -> None:
     onnx_export_s = time.perf_counter() - t0
     session = onnx_session(path)
     calls["ONNX Runtime (fp32)"] = {b: (lambda x=inputs[b]: onnx_run(session, *x)) for b in BATCH_SIZES}
-    accs["ONNX Runtime (fp32)"] = int((onnx_run(session, *x_test).argmax(-1) == test.label).sum()) / len(test.label)
+    onnx_test = int((onnx_run(session, *x_test).argmax(-1) == test.label).sum()) / len(test.label)
+    onnx_note = f"ONNX Runtime reproduces seed 0's baseline ({onnx_test:.1%} test accuracy, same file, fp32)"
     sizes["ONNX Runtime (fp32)"] = path.stat().st_size
 
     compile_note = "torch.compile: skipped (--no-compile)"
@@ -127,7 +182,6 @@ def main() -> None:
             _infer(compiled, inputs[b])  # one specialised graph per batch size
         more_s = time.perf_counter() - t0
         calls["torch.compile (inductor)"] = {b: (lambda x=inputs[b]: _infer(compiled, x)) for b in BATCH_SIZES}
-        accs["torch.compile (inductor)"] = accs["baseline (fp32)"]
         sizes["torch.compile (inductor)"] = sizes["baseline (fp32)"]
         compile_note = (
             f"torch.compile: first call (compile, batch 1) {first_s:.1f} s; recompiling for the other "
@@ -144,17 +198,49 @@ def main() -> None:
             number=max(1, 16 // b),  # back-to-back calls per sample for tiny batches: warm caches, finer clock
         )
 
+    tails = compare_latency(
+        {name: fns[1] for name, fns in calls.items()},
+        warmup=5,
+        repeats=args.tail_calls,
+        clock=args.clock,
+        number=1,  # every call timed on its own: a slow call is not averaged away
+    )
+
     base = "baseline (fp32)"
+    n = len(seeds)
+    acc_rows = [
+        f"| variant | val accuracy (n = {n}) | test accuracy (n = {n}) "
+        "| test − fair reference, points (95% CI over seeds) | test − baseline as trained, points (95% CI) |",
+        "|---|---|---|---|---|",
+    ]
+
+    def diff(name: str, ref: str) -> str:
+        if name == ref:
+            return "—"
+        return paired_bootstrap(accuracy[name]["test"], accuracy[ref]["test"]).format(100).split(" (")[0]
+
+    for name, acc in accuracy.items():
+        acc_rows.append(
+            f"| {name} | {format_spread(acc['val'], 100, '%')} | {format_spread(acc['test'], 100, '%')} | "
+            f"{diff(name, FAIR)} | {diff(name, base)} |"
+        )
+    extra = paired_bootstrap(accuracy[FAIR]["test"], accuracy[base]["test"])
+    extra_note = f"The 5 extra epochs moved the unpruned model's test accuracy by {extra.format(100, ' pts')}" + (
+        ": a detectable change, so a pruned + fine-tuned model is compared with both baselines."
+        if extra.excludes_zero()
+        else ": no detectable change."
+    )
     rows = [
-        "| variant | test accuracy | size (kB) | batch 1 latency (ms) | speed-up at batch 1 | best throughput "
+        "| variant | size (kB) | batch 1 p50 (ms) | p95 (ms) | p99 (ms) | speed-up at batch 1 | best throughput "
         "(items/s) | at batch | speed-up at batch 256 |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in calls:
         tput = {b: b / timings[b][name].median for b in BATCH_SIZES}
         best = max(tput, key=tput.get)
+        p50, p95, p99 = (1e3 * tails[name].percentile(q) for q in (50, 95, 99))
         rows.append(
-            f"| {name} | {accs[name]:.1%} | {sizes[name] / 1e3:,.0f} | {1e3 * timings[1][name].median:.3f} | "
+            f"| {name} | {sizes[name] / 1e3:,.0f} | {p50:.3f} | {p95:.3f} | {p99:.3f} | "
             f"{paired_speedup(timings[1], base, name):.2f}× | {tput[best]:,.0f} | {best} | "
             f"{paired_speedup(timings[256], base, name):.2f}× |"
         )
@@ -163,16 +249,33 @@ def main() -> None:
         "Times are wall-clock, so they are inflated and noisy."
         if args.clock == "wall"
         else "Times are this process's CPU time (`--clock cpu`), which other jobs barely disturb; with one "
-        "thread it approaches the latency on an idle core."
+        "thread it approaches the latency on an idle core (and its tails are the model's own, not the waits a "
+        "busy machine adds)."
     )
     body = f"""## Deployment (lesson 5)
 
 `{_command()}` — {machine()}.
-**The machine was shared with other jobs while this ran.** {clock_note} The speed-ups are paired ratios
+
+**Accuracy over {n} seeds** (mean ± std, ddof = 1, min–max). Each seed trains its own teacher (20 epochs) and
+derives every variant from it; the pruned models *and the fair reference* (the unpruned model) get the same 5
+extra epochs (lr 1e-3). Val = seen voices, unseen recordings (359 items); test = unseen voices (360 items). The
+last two columns are the paired differences on test to the fair reference and to the baseline as trained, with
+95% bootstrap intervals over seeds (an interval that contains 0 shows no detectable difference).
+Distillation (T, λ) was chosen on val from {len(DISTILL_GRID)} settings ({grid_note})
+→ T = {chosen[0]:g}, λ = {chosen[1]:g}; the students use the teacher's seed. No ordering is claimed that these
+intervals do not support.
+
+{chr(10).join(acc_rows)}
+
+{extra_note} {onnx_note}; torch.compile computes the same function as the baseline.
+
+**Latency and size** (seed 0's models). **The machine was shared with other jobs while this ran.** {clock_note}
+Batch-1 p50/p95/p99: {args.tail_calls} single calls per variant, interleaved, after 5 warm-up calls (p99 of
+{args.tail_calls} calls rests on its {max(1, args.tail_calls // 100)} slowest). The speed-ups are paired ratios
 (median over interleaved rounds of baseline time / variant time, {args.repeats} rounds, {2 * args.repeats} at
 batch 1, after 3 warm-up calls each; a round times 16 back-to-back calls at batch 1, 1 from batch 16 on).
-Accuracy on the 360 AV-Digits test items (held-out voices); size is the `torch.save(state_dict)` checkpoint
-(the ONNX file for ONNX Runtime); throughput is items/s at the best of batch sizes {", ".join(map(str, BATCH_SIZES))}.
+Size is the `torch.save(state_dict)` checkpoint (the ONNX file for ONNX Runtime); throughput is items/s at the
+best of batch sizes {", ".join(map(str, BATCH_SIZES))}.
 
 {table}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 
@@ -18,6 +19,7 @@ from mmlab.deploy import (
     prune_with_masks,
     quantize_int8,
     sparsity,
+    unit_importance,
 )
 from mmlab.lessons.deployment import MultimodalMLP
 from mmlab.models import ImageCNN, MLPEncoder
@@ -66,7 +68,7 @@ def test_pairs_found_in_sequentials(mm):
     ]
 
 
-@pytest.mark.parametrize("criterion", ["l1", "l2"])
+@pytest.mark.parametrize("criterion", ["l1", "l2", "taylor"])
 def test_removing_dead_units_keeps_outputs_exactly(criterion):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 3)).eval()
@@ -74,8 +76,9 @@ def test_removing_dead_units_keeps_outputs_exactly(criterion):
         net[0].weight[::2] = 0.0  # units 0, 2, 4, 6 are dead: relu(0) = 0
         net[0].bias[::2] = 0.0
         net[0].weight[1::2] += 0.1 * net[0].weight[1::2].sign()  # and the live ones clearly larger
+        net[0].bias[1::2] = 1.0  # (active on every input, so each has a non-zero Taylor score)
     x = torch.randn(10, 6)
-    pruned = prune_structured(net, 0.5, criterion=criterion)
+    pruned = prune_structured(net, 0.5, criterion=criterion, calibration=x)
     assert pruned[0].out_features == 4 and pruned[3].in_features == 4
     assert torch.allclose(pruned(x), net(x), atol=1e-6)
 
@@ -92,9 +95,80 @@ def test_conv_batchnorm_flatten_pruning_keeps_outputs():
         net[1].bias[[1, 3]] = 0.0  # dead channels output exactly 0 after BN and ReLU
     x = torch.randn(2, 1, 8, 8)
     assert prunable_pairs(net) == [("0", "4")]
-    pruned = prune_structured(net, 0.5)
-    assert pruned[0].out_channels == 2 and pruned[1].num_features == 2 and pruned[4].in_features == 2 * 64
-    assert torch.allclose(pruned(x), net(x), atol=1e-5)
+    for criterion in ("l1", "taylor"):
+        pruned = prune_structured(net, 0.5, criterion=criterion, calibration=x)
+        assert pruned[0].out_channels == 2 and pruned[1].num_features == 2 and pruned[4].in_features == 2 * 64
+        assert torch.allclose(pruned(x), net(x), atol=1e-5)
+
+
+def _rescale_unit(net: nn.Module, producer: str, consumer: str, j: int, c: float) -> None:
+    """Unit j of ``producer`` × c (weights and bias), the consumer's weights on it × 1/c: with ReLU between,
+    relu(c·z) = c·relu(z) for c > 0, so the network computes exactly the same function."""
+    p, q = net.get_submodule(producer), net.get_submodule(consumer)
+    with torch.no_grad():
+        p.weight[j] *= c
+        p.bias[j] *= c
+        q.weight[:, j] /= c
+
+
+def test_l1_ranking_moves_under_a_function_preserving_rescaling_taylor_does_not():
+    """Li et al.'s L1 score depends on the parametrisation; the Taylor score depends on the function."""
+    net = multimodal_mlp()
+    x = mm_inputs(64)
+    before = {c: unit_importance(net, c, calibration=x) for c in ("l1", "taylor")}
+    # the two least important units by L1 in a chained pair (towers.0.1 → towers.0.3 → towers.0.5)
+    j = int(before["l1"]["towers.0.1"].argmin())
+    i = int(before["l1"]["towers.0.3"].argmin())
+    twin = copy.deepcopy(net)
+    _rescale_unit(twin, "towers.0.1", "towers.0.3", j, 50.0)
+    _rescale_unit(twin, "towers.0.3", "towers.0.5", i, 50.0)
+    assert torch.allclose(twin(*x), net(*x), atol=1e-5)  # the same function
+    after = {c: unit_importance(twin, c, calibration=x) for c in ("l1", "taylor")}
+    assert after["l1"]["towers.0.1"][j] > before["l1"]["towers.0.1"].max()  # least important → most important
+    for name, s in before["taylor"].items():
+        assert (s > 0).float().mean() > 0.5, name  # not a degenerate all-zero score
+        assert torch.allclose(after["taylor"][name], s, rtol=1e-3, atol=1e-6), name
+    # so L1 keeps a different set of units (and a different pruned function); taylor prunes the same one
+    l1 = prune_structured(net, 0.5), prune_structured(twin, 0.5)
+    assert l1[0].towers[0][1].out_features == l1[1].towers[0][1].out_features == 16
+    assert not torch.allclose(l1[0](*x), l1[1](*x), atol=1e-3)
+    ct = (prune_structured(m, 0.5, criterion="taylor", calibration=x) for m in (net, twin))
+    assert torch.allclose(next(ct)(*x), next(ct)(*x), atol=1e-5)
+
+
+def test_taylor_is_invariant_when_batchnorm_absorbs_the_scale():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 16, 5))
+    net[1].running_mean.normal_()
+    net[1].running_var.uniform_(0.5, 2.0)
+    net.eval()
+    x = torch.randn(8, 1, 4, 4)
+    twin = copy.deepcopy(net)
+    with torch.no_grad():  # filter 2 × 10: BN's running statistics follow, the output does not change
+        twin[0].weight[2] *= 10.0
+        twin[0].bias[2] *= 10.0
+        twin[1].running_mean[2] *= 10.0
+        twin[1].running_var[2] = 100.0 * twin[1].running_var[2] + 99.0 * twin[1].eps  # (v+ε)·100 = v'+ε
+    assert torch.allclose(twin(x), net(x), atol=1e-5)
+    l1, l1_twin = unit_importance(net)["0"], unit_importance(twin)["0"]
+    assert l1_twin[2] == pytest.approx(10 * float(l1[2]), rel=1e-5)
+    s, s_twin = (unit_importance(m, "taylor", calibration=x)["0"] for m in (net, twin))
+    assert torch.allclose(s, s_twin, rtol=1e-3, atol=1e-6)
+
+
+def test_unit_importance_l1_is_the_row_norm_and_taylor_needs_data(mm):
+    scores = unit_importance(mm)
+    assert set(scores) == {p for p, _ in prunable_pairs(mm)}
+    assert torch.equal(scores["head.0"], mm.head[0].weight.abs().sum(1))
+    assert torch.allclose(unit_importance(mm, "l2")["head.0"], mm.head[0].weight.norm(dim=1))
+    with pytest.raises(ValueError, match="calibration"):
+        unit_importance(mm, "taylor")
+    with pytest.raises(ValueError, match="calibration"):
+        prune_structured(mm, 0.5, criterion="taylor")
+    with pytest.raises(ValueError, match="calibration must be a tensor"):
+        unit_importance(mm, "taylor", calibration=[1, 2])
+    with pytest.raises(ValueError, match="criterion"):
+        unit_importance(mm, "l0")
 
 
 def test_pruning_course_encoders():

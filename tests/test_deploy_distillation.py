@@ -26,6 +26,30 @@ def test_distillation_loss_matches_formula():
     assert torch.allclose(distillation_loss(zs, zt, y, temperature=t, alpha=0.6), ref, atol=1e-6)
 
 
+def test_t_squared_makes_the_soft_gradient_independent_of_t_not_equal_to_the_hard_one():
+    """Hinton et al. 2015, §2.1: ∂KL/∂z_s = (softmax(z_s/T) − softmax(z_t/T))/T ≈ (z_s − z_t)/(N·T²) for large T
+    (zero-mean logits): the soft gradient shrinks as 1/T², and the T² factor undoes exactly that."""
+    g = torch.Generator().manual_seed(0)
+    zs, zt = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g)
+    zs, zt = zs - zs.mean(1, keepdim=True), zt - zt.mean(1, keepdim=True)
+    y = torch.randint(0, 10, (8,), generator=g)
+
+    def soft_grad_norm(t: float) -> float:
+        z = zs.clone().requires_grad_()
+        distillation_loss(z, zt, y, temperature=t, alpha=1.0).backward()  # λ·T²·KL only
+        return float(z.grad.norm())
+
+    norms = {t: soft_grad_norm(t) for t in (10.0, 20.0, 40.0, 80.0)}
+    for t in (20.0, 40.0, 80.0):  # with T²: the same scale at every large T
+        assert norms[t] == pytest.approx(norms[10.0], rel=0.05), norms
+        assert norms[t] / t**2 == pytest.approx(norms[10.0] / 100.0 * (10.0 / t) ** 2, rel=0.05)  # without: 1/T²
+    limit = float(((zs - zt) / 10).norm() / 8)  # (z_s − z_t)/N per item, batch mean: the high-T limit
+    assert norms[80.0] == pytest.approx(limit, rel=0.02)
+    hard = zs.clone().requires_grad_()
+    distillation_loss(hard, zt, y, temperature=10.0, alpha=0.0).backward()
+    assert not float(hard.grad.norm()) == pytest.approx(norms[10.0], rel=0.5)  # T² does not equalise the terms
+
+
 def test_distillation_loss_errors():
     with pytest.raises(ValueError, match="teacher_logits must have shape"):
         distillation_loss(torch.randn(4, 3), torch.randn(4, 5), torch.zeros(4, dtype=torch.long))

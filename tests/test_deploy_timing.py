@@ -45,7 +45,41 @@ def test_timing_median_iqr_and_text():
     assert t.median == 0.003
     assert t.iqr == pytest.approx(0.052 - 0.0015)  # statistics.quantiles, exclusive method
     assert Timing([0.5]).iqr == 0.0
-    assert str(Timing([0.002, 0.002])) == "2.000 ms (IQR 0.000 ms, n=2)"
+    assert str(Timing([0.002, 0.002])) == "2.000 ms (p95 2.000, p99 2.000 ms; n=2)"
+
+
+def test_percentiles_interpolate_like_numpy_and_p50_is_the_median():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 100, 101):
+        xs = rng.exponential(size=n).tolist()
+        t = Timing(xs)
+        for q in (0, 10, 50, 95, 99, 100):
+            assert t.percentile(q) == pytest.approx(np.percentile(xs, q)), (n, q)
+        assert t.p50 == pytest.approx(t.median)
+    t = Timing([float(i) for i in range(1, 101)])  # 1 … 100
+    assert t.p95 == pytest.approx(95.05) and t.p99 == pytest.approx(99.01)
+    for bad in (-1, 101, True, "99"):
+        with pytest.raises(ValueError, match="q must be"):
+            t.percentile(bad)
+    with pytest.raises(ValueError, match="no samples"):
+        Timing([]).percentile(50)
+
+
+def test_tails_show_in_p99_not_in_the_median_and_blocks_hide_them(clock):
+    calls = []
+
+    def sometimes_slow():
+        calls.append(1)
+        clock.spend(0.050 if len(calls) % 50 == 0 else 0.001)()  # every 50th call takes 50× longer
+
+    single = measure_latency(sometimes_slow, warmup=0, repeats=200, number=1)
+    assert single.median == pytest.approx(0.001) and single.p95 == pytest.approx(0.001)
+    assert single.p99 > 0.01  # 4 slow calls in 200: the 99th percentile sees them
+    calls.clear()
+    blocks = measure_latency(sometimes_slow, warmup=0, repeats=20, number=10)  # a sample = mean of 10 calls
+    assert blocks.p99 < 0.01  # the slow call is averaged away inside its block
 
 
 def test_compare_latency_records_each_sample_per_function(clock):

@@ -8,7 +8,9 @@ concept                       module and names
 distillation                  :mod:`mmlab.deploy.distillation`: ``distillation_loss``, ``distill``
                               (Hinton et al. 2015)
 compression                   :mod:`mmlab.deploy.compression`: structured pruning that rebuilds smaller
-                              layers (``prune_structured``, ``prunable_pairs``; Li et al. 2017), mask
+                              layers (``prune_structured``, ``prunable_pairs``, ``unit_importance``:
+                              L1 norm, Li et al. 2017, or the rescaling-invariant Taylor score,
+                              Molchanov et al. 2017), mask
                               pruning for contrast (``prune_with_masks``), counts
                               (``count_nonzero_parameters``, ``sparsity``, ``model_size_bytes``), dynamic
                               int8 quantization (``quantize_int8``; Jacob et al. 2018)
@@ -35,6 +37,7 @@ from .compression import (
     prune_with_masks,
     quantize_int8,
     sparsity,
+    unit_importance,
 )
 from .distillation import distill, distillation_loss
 from .export import export_onnx, onnx_parity, onnx_run, onnx_session
@@ -46,6 +49,7 @@ __all__ = [
     "distill",
     "prunable_pairs",
     "prune_structured",
+    "unit_importance",
     "prune_with_masks",
     "count_nonzero_parameters",
     "sparsity",

@@ -1,10 +1,15 @@
 """Compression: make a trained model smaller, and count what it holds.
 
 * **Structured pruning** (Li et al. 2017, "Pruning Filters for Efficient ConvNets"): rank a layer's output units
-  (neurons, channels) by the norm of their weights, keep the top ones and *rebuild* smaller layers, the next
-  layer losing the matching inputs (:func:`prune_structured`, :func:`prunable_pairs`). Unlike
-  ``torch.nn.utils.prune``, which only multiplies weights by a mask (:func:`prune_with_masks`, for contrast),
-  this removes computation. Fine-tune afterwards.
+  (neurons, channels) by an importance score, keep the top ones and *rebuild* smaller layers, the next layer
+  losing the matching inputs (:func:`prune_structured`, :func:`prunable_pairs`, scores from
+  :func:`unit_importance`). Unlike ``torch.nn.utils.prune``, which only multiplies weights by a mask
+  (:func:`prune_with_masks`, for contrast), this removes computation. Fine-tune afterwards.
+  Li et al.'s score, the L1 norm of a unit's incoming weights, depends on the parametrisation: in a ReLU network,
+  scaling unit ``j``'s incoming weights and bias by ``c > 0`` and its outgoing weights by ``1/c`` leaves the
+  function unchanged (``relu(c·z) = c·relu(z)``) but multiplies its L1 score by ``c``. The data-driven
+  ``"taylor"`` score (after Molchanov et al. 2017: activation × gradient of the outputs, on a calibration
+  batch) does not move.
 * **Counting**: :func:`count_nonzero_parameters`, :func:`sparsity`, and :func:`model_size_bytes` (the
   checkpoint you would ship).
 * **Dynamic int8 quantization** (Jacob et al. 2018, :func:`quantize_int8`): Linear weights stored as int8,
@@ -23,10 +28,12 @@ import torch
 from torch import nn
 
 from ..checks import check_choice, check_fraction
+from ..train import eval_mode
 
 __all__ = [
     "prunable_pairs",
     "prune_structured",
+    "unit_importance",
     "prune_with_masks",
     "count_nonzero_parameters",
     "sparsity",
@@ -111,9 +118,121 @@ def prunable_pairs(model: nn.Module) -> list[tuple[str, str]]:
     return [(p.producer, p.consumer) for p in _find_pairs(model)]
 
 
+CRITERIA = ("l1", "l2", "taylor")
+
+
 def _importance(layer: nn.Module, criterion: str) -> torch.Tensor:
     w = layer.weight.detach().flatten(1)  # one row per output unit / channel
     return w.abs().sum(1) if criterion == "l1" else w.pow(2).sum(1).sqrt()
+
+
+def _taylor_scores(model: nn.Module, pairs: Sequence[_Pair], calibration) -> dict[str, torch.Tensor]:
+    """``s_j = mean_x ‖Σ_p a_{j,p}(x)·∂f(x)/∂a_{j,p}(x)‖₂`` for every producer, from one forward pass and one
+    backward pass per output of the model ``f`` (logits, ``(B, C)``) over the calibration batch: ``a_j`` is what
+    the consumer reads from unit ``j`` (after activation, pooling, norm), ``p`` runs over positions."""
+    inputs = tuple(calibration) if isinstance(calibration, (tuple, list)) else (calibration,)
+    if not inputs or not all(isinstance(x, torch.Tensor) for x in inputs):
+        raise ValueError("calibration must be a tensor or a tuple of tensors: the model's inputs for one batch")
+    seen: dict[str, torch.Tensor] = {}
+    hooks = []
+    for pair in pairs:
+
+        def grab(module, args, name=pair.consumer):
+            a = args[0]
+            if not a.requires_grad:  # the first layer of a chain: start the graph here
+                a = a.detach().requires_grad_()
+            seen[name] = a
+            return (a, *args[1:])
+
+        hooks.append(model.get_submodule(pair.consumer).register_forward_pre_hook(grab))
+    names = list(dict.fromkeys(p.consumer for p in pairs))
+    units = {p.consumer: _out_units(model.get_submodule(p.producer)) for p in pairs}
+    try:
+        device = next(model.parameters()).device
+        with torch.enable_grad(), eval_mode(model):
+            out = model(*(x.to(device) for x in inputs))
+            if out.dim() != 2:
+                raise ValueError(f"the model must return (B, C) outputs for criterion='taylor', got {tuple(out.shape)}")
+            missing = [n for n in names if n not in seen]
+            if missing:
+                raise ValueError(f"the calibration forward pass never reached {missing}")
+            sq = {n: 0.0 for n in names}
+            for k in range(out.shape[1]):  # items are independent in eval mode: ∂(Σ_x f_k(x))/∂a(x) = ∂f_k(x)/∂a(x)
+                grads = torch.autograd.grad(out[:, k].sum(), [seen[n] for n in names], retain_graph=True)
+                for n, g in zip(names, grads):
+                    ag = (seen[n] * g).detach()
+                    # Σ over positions p: (B, n_units, positions) → (B, n_units)
+                    sq[n] = sq[n] + ag.reshape(ag.shape[0], units[n], -1).sum(2).pow(2)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {pair.producer: sq[pair.consumer].sqrt().mean(0) for pair in pairs}
+
+
+def _resolve_pairs(model: nn.Module, pairs: Sequence[tuple[str, str]] | None) -> list[_Pair]:
+    if pairs is None:
+        found = _find_pairs(model)
+        if not found:
+            raise ValueError(
+                "model has no prunable pair: structured pruning needs an nn.Linear/nn.Conv1d/nn.Conv2d followed by "
+                "another one inside an nn.Sequential (or pass pairs=[(producer_name, consumer_name), ...])"
+            )
+        return found
+    found = []
+    for producer, consumer in pairs:
+        for name in (producer, consumer):
+            layer = model.get_submodule(name)
+            if not _supported(layer):
+                raise TypeError(
+                    f"layer {name!r} is a {type(layer).__name__}; structured pruning supports nn.Linear, "
+                    "nn.Conv1d and nn.Conv2d (groups=1)"
+                )
+        p, c = model.get_submodule(producer), model.get_submodule(consumer)
+        if _in_units(c) % _out_units(p):
+            raise ValueError(
+                f"{consumer!r} has {_in_units(c)} inputs, not a multiple of the {_out_units(p)} outputs of "
+                f"{producer!r}: it does not read {producer!r}'s outputs"
+            )
+        found.append(_Pair(producer, consumer))
+    return found
+
+
+def unit_importance(
+    model: nn.Module,
+    criterion: str = "l1",
+    *,
+    calibration: torch.Tensor | Sequence[torch.Tensor] | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Importance of every output unit of every producer layer, ``{producer name: scores (n_units,)}``.
+
+    * ``"l1"``: ``s_j = ‖W_j‖₁``, the L1 norm of unit ``j``'s incoming weights (its filter; Li et al. 2017,
+      "Pruning Filters for Efficient ConvNets"); ``"l2"``: ``‖W_j‖₂``.
+    * ``"taylor"``: ``s_j = mean_x ‖Σ_p a_{j,p}(x)·∂f(x)/∂a_{j,p}(x)‖₂``, the first-order Taylor estimate of
+      how much the model's outputs ``f(x)`` (logits, ``(B, C)``) move when unit ``j``'s activation ``a_j`` (as
+      the next layer reads it, at every position ``p``) is set to zero, averaged over the ``calibration`` batch
+      (the model's inputs: a tensor or a tuple of tensors; no labels). Molchanov et al. 2017 ("Pruning
+      Convolutional Neural Networks for Resource Efficient Inference") expand the *loss* instead; on a model
+      that fits its calibration data the loss gradient nearly vanishes and that score turns to noise, so we
+      expand the outputs. One forward pass and ``C`` backward passes, in eval mode.
+
+    Why offer the second: for positively homogeneous activations (ReLU: ``relu(c·z) = c·relu(z)`` for
+    ``c > 0``), scaling unit ``j``'s incoming weights and bias by ``c`` and the next layer's weights on it by
+    ``1/c`` leaves every output unchanged, yet multiplies ``‖W_j‖₁`` by ``c`` — so the L1 ranking, and what gets
+    pruned, depends on the parametrisation, not on what the network computes. The Taylor score depends only on
+    the function: ``a_j`` scales by ``c``, ``∂f/∂a_j`` by ``1/c``, and every other unit's activation and
+    gradient stay as they were (tested for chained layers and for a scale absorbed by BatchNorm). Two
+    simpler-looking fixes are *not* invariant: the mean ``|a_j|`` alone scales by ``c``, and ``|a_j|`` (or
+    ``‖W_j‖``) times the norm of unit ``j``'s outgoing weights changes when a unit of the *next* layer is
+    rescaled. Scores are computed on ``model`` as given (not after pruning other layers).
+    """
+    check_choice("criterion", criterion, CRITERIA)
+    found = _resolve_pairs(model, pairs)
+    if criterion == "taylor":
+        if calibration is None:
+            raise ValueError("criterion='taylor' needs calibration: the model's inputs for one batch")
+        return _taylor_scores(model, found, calibration)
+    return {p.producer: _importance(model.get_submodule(p.producer), criterion) for p in found}
 
 
 def _rebuild(layer: nn.Module, out_idx: torch.Tensor | None = None, in_idx: torch.Tensor | None = None) -> nn.Module:
@@ -173,48 +292,38 @@ def prune_structured(
     ratio: float,
     *,
     criterion: str = "l1",
+    calibration: torch.Tensor | Sequence[torch.Tensor] | None = None,
     pairs: Sequence[tuple[str, str]] | None = None,
     inplace: bool = False,
 ) -> nn.Module:
     """Remove the ``ratio`` least important output units of every producer layer and rebuild smaller layers.
 
-    For each ``(producer, consumer)`` pair (default: :func:`prunable_pairs`), unit ``j`` of the producer has
-    importance ``‖W_j‖₁`` (``criterion="l1"``, Li et al. 2017) or ``‖W_j‖₂`` (``"l2"``), where ``W_j`` is its
-    row (filter) of weights. The ``k = max(1, round((1 - ratio)·n))`` most important units are kept: the
-    producer becomes a layer with ``k`` outputs (with its BatchNorm), and the consumer loses the matching
-    inputs (all ``n/C`` inputs per channel after a ``Flatten``). Inputs and outputs of the model keep their
-    shapes; parameters and FLOPs really shrink. ``ratio=0`` returns an identical copy. Returns a pruned copy
-    of ``model`` (or ``model`` itself with ``inplace=True``); fine-tune it afterwards.
+    For each ``(producer, consumer)`` pair (default: :func:`prunable_pairs`), unit ``j`` of the producer gets an
+    importance score (:func:`unit_importance`): ``‖W_j‖₁`` (``criterion="l1"``, Li et al. 2017), ``‖W_j‖₂``
+    (``"l2"``), where ``W_j`` is its row (filter) of weights, or the first-order estimate of how much the
+    outputs move when it is removed (``"taylor"``, after Molchanov et al. 2017, on the ``calibration`` inputs;
+    unlike the weight norms it does not change under a rescaling that leaves the function unchanged).
+    The ``k = max(1, round((1 - ratio)·n))`` most important units are kept: the producer becomes a layer with
+    ``k`` outputs (with its BatchNorm), and the consumer loses the matching inputs (all ``n/C`` inputs per
+    channel after a ``Flatten``). Inputs and outputs of the model keep their shapes; parameters and FLOPs
+    really shrink. ``ratio=0`` returns an identical copy. Returns a pruned copy of ``model`` (or ``model``
+    itself with ``inplace=True``); fine-tune it afterwards.
+
+    Weight-norm scores are taken pair by pair as the layers are rebuilt (a producer that is also the previous
+    pair's consumer is scored without the inputs already removed: Li et al.'s "greedy" variant); Taylor scores
+    all come from one forward and backward pass of the unpruned model.
 
     ``pairs`` may name layers anywhere in the model (``"encoder.conv1"``), for architectures that are not an
     ``nn.Sequential``; each must be an ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` (``groups=1``).
     """
     ratio = check_fraction("ratio", ratio, closed_right=False)
-    check_choice("criterion", criterion, ("l1", "l2"))
-    if pairs is None:
-        found = _find_pairs(model)
-        if not found:
-            raise ValueError(
-                "model has no prunable pair: structured pruning needs an nn.Linear/nn.Conv1d/nn.Conv2d followed by "
-                "another one inside an nn.Sequential (or pass pairs=[(producer_name, consumer_name), ...])"
-            )
-    else:
-        found = []
-        for producer, consumer in pairs:
-            for name in (producer, consumer):
-                layer = model.get_submodule(name)
-                if not _supported(layer):
-                    raise TypeError(
-                        f"layer {name!r} is a {type(layer).__name__}; structured pruning supports nn.Linear, "
-                        "nn.Conv1d and nn.Conv2d (groups=1)"
-                    )
-            p, c = model.get_submodule(producer), model.get_submodule(consumer)
-            if _in_units(c) % _out_units(p):
-                raise ValueError(
-                    f"{consumer!r} has {_in_units(c)} inputs, not a multiple of the {_out_units(p)} outputs of "
-                    f"{producer!r}: it does not read {producer!r}'s outputs"
-                )
-            found.append(_Pair(producer, consumer))
+    check_choice("criterion", criterion, CRITERIA)
+    found = _resolve_pairs(model, pairs)
+    taylor = None
+    if criterion == "taylor":
+        if calibration is None:
+            raise ValueError("criterion='taylor' needs calibration: the model's inputs for one batch")
+        taylor = _taylor_scores(model, found, calibration)
     out = model if inplace else copy.deepcopy(model)
     for pair in found:
         producer = out.get_submodule(pair.producer)
@@ -222,7 +331,8 @@ def prune_structured(
         n = _out_units(producer)
         per_unit = _in_units(consumer) // n  # > 1 after a Flatten of a conv feature map
         k = max(1, int(round((1.0 - ratio) * n)))
-        keep = torch.topk(_importance(producer, criterion), k).indices.sort().values
+        scores = taylor[pair.producer] if taylor is not None else _importance(producer, criterion)
+        keep = torch.topk(scores, k).indices.sort().values
         cols = (keep[:, None] * per_unit + torch.arange(per_unit, device=keep.device)).flatten()
         out.set_submodule(pair.producer, _rebuild(producer, out_idx=keep))
         out.set_submodule(pair.consumer, _rebuild(consumer, in_idx=cols))

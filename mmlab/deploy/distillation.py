@@ -3,8 +3,12 @@ big teacher's softened predictions::
 
     L = (1 - λ)·CE(z_s, y) + λ·T²·KL(softmax(z_t / T) ‖ softmax(z_s / T))
 
-The ``T²`` factor keeps the soft term's gradient scale independent of the temperature ``T``; ``KL`` is averaged
-over the batch (``reduction='batchmean'``, the mathematically correct mean of per-sample KL divergences).
+Why ``T²``: the soft term's gradient with respect to the student's logits is
+``(softmax(z_s/T) − softmax(z_t/T))/T``, which for large ``T`` (zero-mean logits) approaches
+``(z_s − z_t)/(C·T²)``: it shrinks as ``1/T²`` (Hinton et al. 2015, §2.1). Multiplying by ``T²`` makes the soft
+term's gradient scale independent of ``T``, so changing the temperature does not silently reweight the two terms;
+it does not put the soft term at the scale of the hard one — ``λ`` sets that balance. ``KL`` is averaged over the
+batch (``reduction='batchmean'``, the mathematically correct mean of per-sample KL divergences).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ def distillation_loss(
 ) -> torch.Tensor:
     """``(1-α)·CE(z_s, y) + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))`` (Hinton et al. 2015), batch mean.
 
-    ``alpha`` is λ, the weight of the teacher's soft targets; the teacher's logits are detached.
+    ``alpha`` is λ, the weight of the teacher's soft targets; the teacher's logits are detached. The ``T²``
+    factor keeps the soft gradient's scale independent of ``T`` (it shrinks as ``1/T²`` without it).
     """
     sizes: dict[str, int] = {}
     check_tensor("student_logits", student_logits, ("B", "C"), dtype="float", sizes=sizes)

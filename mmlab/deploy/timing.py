@@ -2,11 +2,12 @@
 
 Warm up, then time every candidate side by side in interleaved rounds (each round in a rotated order, so that a
 slow phase of a shared machine hits every candidate alike and no candidate always follows the same neighbour),
-keep every sample, report medians (a busy machine adds long outliers) and speed-ups as paired ratios
-``median_r(t_a,r / t_b,r)`` over the rounds. :func:`compare_latency` is the one timing loop;
-:func:`measure_latency` times a single function with it; :func:`paired_speedup` turns its samples into a
-speed-up; :class:`Timing` holds one candidate's samples; :func:`sync` waits for a CUDA device (kernels run
-asynchronously, so a clock read without it measures only the launch).
+keep every sample, report medians (a busy machine adds long outliers), tail percentiles (p95, p99: a server is
+judged on its slowest answers too) and speed-ups as paired ratios ``median_r(t_a,r / t_b,r)`` over the rounds.
+:func:`compare_latency` is the one timing loop; :func:`measure_latency` times a single function with it;
+:func:`paired_speedup` turns its samples into a speed-up; :class:`Timing` holds one candidate's samples and
+its percentiles; :func:`sync` waits for a CUDA device (kernels run asynchronously, so a clock read without it
+measures only the launch).
 """
 
 from __future__ import annotations
@@ -26,13 +27,47 @@ __all__ = ["Timing", "sync", "measure_latency", "compare_latency", "paired_speed
 
 @dataclass
 class Timing:
-    """Times of repeated calls, in seconds (one entry per sample); ``median`` and the interquartile range ``iqr``."""
+    """Times of repeated calls, in seconds (one entry per sample): ``median`` (= ``p50``), tail percentiles
+    ``p95``/``p99`` (:meth:`percentile`) and the interquartile range ``iqr``.
+
+    A sample of :func:`compare_latency` with ``number > 1`` is the *mean* of ``number`` back-to-back calls, which
+    hides single slow calls: time with ``number=1`` when the tails are the question. A percentile of ``n``
+    samples can only resolve tails of about ``1/n``: ``p99`` needs ``n ≳ 100`` (with fewer samples it is an
+    interpolation between the largest ones).
+    """
 
     times: list[float]
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile (0 ≤ q ≤ 100) of the samples, linearly interpolated between order statistics:
+        with sorted samples ``t_(0) ≤ … ≤ t_(n-1)`` and ``h = (n − 1)·q/100``, ``t_(⌊h⌋) + (h − ⌊h⌋)·(t_(⌊h⌋+1) −
+        t_(⌊h⌋))`` (Hyndman & Fan 1996, definition 7; NumPy's default). ``percentile(50)`` is the median."""
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 100:
+            raise ValueError(f"q must be a number in [0, 100], got {q!r}")
+        xs = sorted(self.times)
+        if not xs:
+            raise ValueError("no samples to take a percentile of")
+        h = (len(xs) - 1) * q / 100
+        lo = int(h)
+        if lo + 1 >= len(xs):
+            return xs[-1]
+        return xs[lo] + (h - lo) * (xs[lo + 1] - xs[lo])
+
+    @property
+    def p50(self) -> float:
+        return self.percentile(50)
+
+    @property
+    def p95(self) -> float:
+        return self.percentile(95)
+
+    @property
+    def p99(self) -> float:
+        return self.percentile(99)
 
     @property
     def iqr(self) -> float:
@@ -42,7 +77,8 @@ class Timing:
         return q[2] - q[0]
 
     def __str__(self) -> str:
-        return f"{1e3 * self.median:.3f} ms (IQR {1e3 * self.iqr:.3f} ms, n={len(self.times)})"
+        ms = [1e3 * v for v in (self.median, self.p95, self.p99)]
+        return f"{ms[0]:.3f} ms (p95 {ms[1]:.3f}, p99 {ms[2]:.3f} ms; n={len(self.times)})"
 
 
 def sync(device: torch.device | str | None) -> None:
