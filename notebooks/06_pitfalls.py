@@ -17,18 +17,18 @@
 # %% [markdown]
 # # Lesson 6 — Pitfalls: bigger is not better, and dirty data
 #
-# **What you'll do:** train fusion networks of growing depth on a small multimodal training set and watch test
-# accuracy fall while training accuracy stays at 100%; then see what knowledge distillation from a bigger model
-# does for a *light* one. In the second half you will dirty a data set on purpose, with mismatched image–speech pairs and
-# wrong labels, measure what that costs, find the dirty items again with two quality scores, and train on the
-# cleaned data.
+# **What you'll do:** train fusion networks of growing depth on a small multimodal training set, each with its
+# learning rate and epoch chosen fairly on validation data, and watch test accuracy fall; then see what knowledge
+# distillation from a bigger model does — and does not do — for a *light* one. In the second half you will dirty
+# a data set on purpose, with mismatched image–speech pairs and wrong labels, measure what that costs, find the
+# dirty items again with two quality scores, choose a filter on validation data, and train on the cleaned data.
 #
-# **What you'll learn:** why stacking layers is a poor answer to a small data set; how a big model's knowledge
-# reaches a small one; how CLIP-score-style cross-modal agreement and the small-loss criterion detect the two
+# **What you'll learn:** why stacking layers is a poor answer to a small data set, and how to compare model sizes
+# fairly (each tuned on val); when a big model's knowledge can reach a small one; how CLIP-score-style cross-modal agreement and the small-loss criterion detect the two
 # kinds of dirt; how to judge a detector (AUROC, precision, recall) against a known ground truth; filtering
 # versus score-weighted sampling.
 #
-# **What you'll need:** lessons 0 and 5 (distillation). Everything runs on a laptop CPU in about a minute.
+# **What you'll need:** lessons 0 and 5 (distillation). Everything runs on a laptop CPU.
 # **Time:** ~40 minutes.
 #
 # A popular article on multimodal ML ends with two pitfalls: *"stacking layers instead of using a light model
@@ -56,29 +56,31 @@ import math
 import numpy as np
 import torch
 from ipywidgets import Dropdown, FloatSlider, Layout, fixed, interact
+from tqdm.auto import tqdm
 
-from mmlab import get_device, seed_everything
+from mmlab import get_device
 from mmlab.models import count_parameters
-from mmlab.stats import sample_std
+from mmlab.stats import format_spread, paired_bootstrap, sample_std, sign_count
 from mmlab.viz import bar_chart, new_figure, plot_curves
 
 device = get_device()
-SEEDS = [0, 1, 2]
+SEEDS = [0, 1, 2, 3, 4]  # claims that rest on differences of a few points need at least five seeds
 print(f"device: {device} · torch {torch.__version__}")
 
 
-def mean_std(values):
-    """'mean ± std' in percent (sample std, ddof = 1), for tables."""
-    v = 100 * np.asarray(values)
-    return f"{v.mean():5.1f} ± {sample_std(v):.1f}"
+def pct(values):
+    """Accuracies over seeds in percent: mean ± std (ddof = 1) (min–max, n = …)."""
+    return format_spread(values, scale=100)
 
 
 # %% [markdown]
 # ## 1. The data: image + speech, with little of it labelled
 # We use AV-Digits with two modalities: the 8×8 image (64 pixels) with Gaussian pixel noise of std 0.6, and the
 # spoken digit summarised as 40 MFCC statistics (mean and std of 20 coefficients over time). The pixel noise is
-# there so that the speech carries information the image lacks; test clips come from voices never heard in
-# training.
+# there so that the speech carries information the image lacks. The three splits mean different things:
+# **train**; **val** = voices heard in training but recordings (speed/pitch settings) and images never seen — every
+# choice in this lesson is made there; **test** = two voices never heard, and images never seen — reported once,
+# after the choices. A val–test gap is therefore the cost of a new voice.
 #
 # For the first part, only **20 items per digit (200 in all) are labelled**; the other 878 training pairs have no
 # labels. That is the "small data" regime where the size question matters.
@@ -90,10 +92,14 @@ data = load_quality_data(image_noise=0.6)
 lab, unl = labeled_split(data.label, per_class=20, seed=0)
 X_lab, y_lab = [data.image[lab], data.audio[lab]], data.label[lab]
 X_unl = [data.image[unl], data.audio[unl]]
-X_test, y_test = [data.test_image, data.test_audio], data.test_label
+X_val, y_val = data.val
+X_test, y_test = data.test
 dims = data.input_dims
-print(f"labelled {len(lab)} · unlabelled {len(unl)} · test {len(y_test)} · features per modality {dims}")
-assert len(lab) == 200 and len(lab) + len(unl) == len(data.label)
+print(
+    f"labelled {len(lab)} · unlabelled {len(unl)} · val {len(y_val)} · test {len(y_test)} · "
+    f"features per modality {dims}"
+)
+assert (len(lab), len(unl), len(y_val), len(y_test)) == (200, 878, 359, 360)
 
 # %% [markdown]
 # ## 2. The tempting recipe: stack more layers
@@ -103,29 +109,45 @@ assert len(lab) == 200 and len(lab) + len(unl) == len(data.label)
 # pre-norm residual block `h + W''·ReLU(W'·LayerNorm(h))`, the building block of Transformers, which is the
 # usual cure for deep stacks that will not train.
 #
-# Every model gets the same budget: AdamW, learning rate 1e-3, batches of 64, 75 epochs (300 steps), 3 seeds.
+# **A fair comparison gives every depth the same search.** One learning rate and one epoch count for all depths
+# would favour whichever depth they happen to suit. So for every depth and seed, `tune_on_val` trains with AdamW
+# at two learning rates (3·10⁻³ and 10⁻²), batches of 64, for up to 80 epochs with **early stopping on
+# validation accuracy** (patience 10 epochs), and keeps the learning rate and the epoch with the best val
+# accuracy. The cell that chooses sees validation data only; test accuracy is computed afterwards, once per
+# chosen model.
 
 # %%
-from mmlab.lessons.pitfalls import FusionStack, train_on_features
+from mmlab.lessons.pitfalls import FusionStack, train_on_features, tune_on_val
 from mmlab.train import accuracy, predict
 
+LR_GRID = [{"lr": 3e-3}, {"lr": 1e-2}]
+MAX_EPOCHS, PATIENCE = 80, 10
 
-def train_stack(width, depth, seed, residual=False):
-    """Train one FusionStack on the 200 labelled items; return (model, train accuracy, test accuracy)."""
-    seed_everything(seed)
-    model = FusionStack(dims, 10, width=width, depth=depth, residual=residual)
-    hist = train_on_features(
-        model,
-        X_lab,
-        y_lab,
-        epochs=75,
-        lr=1e-3,
-        batch_size=64,
+
+def tune_stack(width, depth, seed, residual=False):
+    """Train FusionStack(width, depth) on the 200 labelled items; lr and epoch chosen on val (no test data).
+    One progress bar per study (below) rather than one per training run."""
+    return tune_on_val(
+        lambda: FusionStack(dims, 10, width=width, depth=depth, residual=residual),
+        lambda model, **hp: train_on_features(
+            model,
+            X_lab,
+            y_lab,
+            epochs=MAX_EPOCHS,
+            batch_size=64,
+            seed=seed,
+            device=device,
+            progress=False,
+            **hp,
+        ),
+        X_val,
+        y_val,
+        grid=LR_GRID,
+        patience=PATIENCE,
         seed=seed,
-        device=device,
-        desc=f"{'res ' if residual else ''}{depth}×{width}",
+        train_features=X_lab,
+        train_labels=y_lab,
     )
-    return model, hist.last("train_acc"), accuracy(predict(model, X_test), y_test)
 
 
 print(FusionStack(dims, 10, width=64, depth=2))
@@ -138,20 +160,31 @@ configs = {
     "8 layers": (64, 8, False),
     "8 layers, residual": (64, 8, True),
 }
-size = {name: {"train": [], "test": []} for name in configs}
-for name, (width, depth, residual) in configs.items():
-    for seed in SEEDS:
-        model, tr_acc, te_acc = train_stack(width, depth, seed, residual)
-        size[name]["train"].append(tr_acc)
-        size[name]["test"].append(te_acc)
-    size[name]["params"] = count_parameters(model)
+tuned = {name: [] for name in configs}
+for name, seed in tqdm([(n, s) for n in configs for s in SEEDS], desc="depth study: lr × epoch search"):
+    width, depth, residual = configs[name]
+    tuned[name].append(tune_stack(width, depth, seed, residual=residual))
+params = {name: count_parameters(runs[0].model) for name, runs in tuned.items()}
 
-print(f"{'model':20s} {'params':>8s}   train acc %    test acc %   (test per seed)")
-for name, r in size.items():
+print("split: VALIDATION (the choice). lr and epoch chosen per depth and seed on val accuracy")
+print(f"{'model':20s} {'params':>7s}  {'val acc %':30s}  {'train acc % at that epoch':30s}  lr chosen · epoch")
+for name, runs in tuned.items():
+    lrs = [f"{r.params['lr']:g}" for r in runs]
     print(
-        f"{name:20s} {r['params']:8,d}   {mean_std(r['train'])}   {mean_std(r['test'])}"
-        f"   {np.round(100 * np.array(r['test']), 1)}"
+        f"{name:20s} {params[name]:7,d}  {pct([r.val_acc for r in runs]):30s}  "
+        f"{pct([r.train_acc for r in runs]):30s}  {' '.join(f'{lr}·{r.epoch}' for lr, r in zip(lrs, runs))}"
     )
+
+# %%
+# every choice is made: now the test split, once per chosen model
+size = {name: np.array([accuracy(predict(r.model, X_test), y_test) for r in runs]) for name, runs in tuned.items()}
+print("split: TEST (unseen voices), each depth with its own val-chosen lr and epoch")
+for name, accs in size.items():
+    print(f"{name:20s} {pct(accs)}   per seed {np.round(100 * accs, 1)}")
+vs_one = {name: paired_bootstrap(size[name], size["1 layer"]) for name in configs if name != "1 layer"}
+print("\npaired difference to the 1-layer model over seeds (test):")
+for name, ci in vs_one.items():
+    print(f"  {name:20s} {ci.format(100, ' pts')}")
 
 # %%
 depths = [1, 2, 4, 8]
@@ -160,25 +193,19 @@ fig, ax = new_figure(size=(6, 3.8))
 plot_curves(
     depths,
     {
-        "train (plain stack)": [np.mean(size[n]["train"]) for n in plain],
-        "test (plain stack)": [np.mean(size[n]["test"]) for n in plain],
+        "val (plain stack, chosen epoch)": [np.mean([r.val_acc for r in tuned[n]]) for n in plain],
+        "test (plain stack)": [size[n].mean() for n in plain],
     },
-    errors={"test (plain stack)": [sample_std(size[n]["test"]) for n in plain]},
+    errors={"test (plain stack)": [sample_std(size[n]) for n in plain]},
     xlabel="hidden layers (width 64)",
     ylabel="accuracy (fraction)",
     logx=True,
-    title="Deeper fusion stacks on 200 labelled pairs (3 seeds)",
+    title=f"Deeper fusion stacks on 200 labelled pairs, lr and epoch tuned on val ({len(SEEDS)} seeds)",
     ax=ax,
 )
-res = size["8 layers, residual"]["test"]
+res = size["8 layers, residual"]
 ax.errorbar(
-    [8],
-    [np.mean(res)],
-    yerr=[sample_std(res)],
-    fmt="s",
-    color="tab:purple",
-    capsize=3,
-    label="test (residual, 8 layers)",
+    [8], [res.mean()], yerr=[sample_std(res)], fmt="s", color="tab:purple", capsize=3, label="test (residual, 8 layers)"
 )
 ax.set_xticks(depths, [str(d) for d in depths])
 ax.minorticks_off()
@@ -186,22 +213,36 @@ ax.legend(fontsize=8)
 fig
 
 # %% [markdown]
-# **What the seeds show** (asserted below): every model fits its 200 training items perfectly, so what differs is
-# only how well it generalises. One and two layers are close; beyond two, test accuracy falls with each doubling
-# of depth, and the 8-layer stack loses more than 15 points to the 1-layer one on every seed. With so few items,
-# the extra layers mainly add ways to memorise. Residual blocks soften the fall but do not reverse it: 8 residual
-# layers are better than 8 plain ones and still worse than 1. (Not every kind of "bigger" hurts: a wide
-# two-layer model, below, is no worse than the one-layer one. *Stacking* does.)
+# **What the seeds show** (asserted below; margins in points of test accuracy, paired over the five seeds). How
+# these numbers are made and what the asserts certify: [How this course measures](00_setup.ipynb#How-this-course-measures).
+#
+# With the learning rate and the epoch tuned per depth on val, **on 200 labelled training pairs the 8-layer plain
+# stack is worse than the 1-layer model by more than 15 points** (the whole 95% interval of 8 − 1 lies below
+# −15 points, and every seed loses more than 15 points). The 4-layer stack is worse than one layer too, by more
+# than 2 points; two layers are within 6 points of one layer either way — five seeds cannot tell them apart.
+# Residual blocks soften the fall but do not reverse it: the 8-layer residual stack is better than the plain one by
+# more than 10 points and still worse than one layer by more than 2. At their chosen epochs the 1-, 2- and 4-layer
+# models fit all 200 training items on every seed, so what differs is how well they generalise.
+#
+# That is all these seeds show. They say nothing about larger data sets, other widths, or regularisers (weight
+# decay, dropout) that we did not tune, and "not better" is a statement about this budget: two learning rates, up
+# to 80 epochs. What fair tuning does show is that the effect is not an artefact of one learning rate and one
+# epoch count suiting the shallow model: every depth got its own, chosen on val, and the deep stacks still lose.
 
 # %%
-test_mean = {n: np.mean(r["test"]) for n, r in size.items()}
-assert all(min(r["train"]) >= 0.99 for r in size.values()), "every model should fit its training set"
-assert test_mean["1 layer"] > test_mean["4 layers"] > test_mean["8 layers"], test_mean
-assert test_mean["2 layers"] > test_mean["4 layers"], test_mean
-gap = np.array(size["1 layer"]["test"]) - np.array(size["8 layers"]["test"])
-assert (gap > 0.15).all(), gap
-assert test_mean["8 layers"] < test_mean["8 layers, residual"] < test_mean["1 layer"] - 0.03, test_mean
-print(f"1 layer beats 8 layers by {100 * gap.min():.1f}–{100 * gap.max():.1f} points across seeds")
+gap8 = size["1 layer"] - size["8 layers"]
+res_vs_plain = paired_bootstrap(size["8 layers, residual"], size["8 layers"])
+assert vs_one["8 layers"].high < -0.15, vs_one["8 layers"]
+assert sign_count(size["1 layer"], size["8 layers"], margin=0.15) == len(SEEDS), gap8
+assert vs_one["4 layers"].high < -0.02, vs_one["4 layers"]
+assert -0.06 < vs_one["2 layers"].low and vs_one["2 layers"].high < 0.06, vs_one["2 layers"]
+assert res_vs_plain.low > 0.10, res_vs_plain
+assert vs_one["8 layers, residual"].high < -0.02, vs_one["8 layers, residual"]
+assert all(min(r.train_acc for r in tuned[n]) == 1.0 for n in ("1 layer", "2 layers", "4 layers")), tuned
+print(
+    f"1 layer beats 8 layers by {100 * gap8.min():.1f}–{100 * gap8.max():.1f} points across seeds; "
+    f"8 residual − 8 plain: {res_vs_plain.format(100, ' pts')}"
+)
 
 # %% [markdown]
 # ## 3. The alternative: a light model, distilled from a big one
@@ -210,24 +251,25 @@ print(f"1 layer beats 8 layers by {100 * gap.min():.1f}–{100 * gap.max():.1f} 
 #
 # $$L = (1-\lambda)\,\mathrm{CE}(z_s, y) + \lambda\,T^2\,\mathrm{KL}\big(\mathrm{softmax}(z_t/T)\,\|\,\mathrm{softmax}(z_s/T)\big).$$
 #
-# Distilling on the 200 items the teacher was trained on should teach little: the teacher fits them perfectly, so
-# its outputs there mostly repeat the labels. Distillation pays where the teacher can label data that has no
-# labels: the student is trained on all 1,078 training pairs (the **transfer set**), with the teacher's soft
-# predictions as targets (`λ = 1`, `T = 1`). The light student has one hidden layer of 32 units; the teacher is
-# a wide two-layer model (256 units per layer). To check where any gain comes from, we also distil with the 200
-# labelled items alone as the transfer set (for about as many steps).
+# Distilling on the 200 items the teacher was trained on should teach little: the teacher fits them, so its
+# outputs there mostly repeat the labels. Distillation can pay where the teacher labels data that has no labels:
+# the student is trained on all 1,078 training pairs (the **transfer set**), with the teacher's soft predictions
+# as targets (`λ = 1`, `T = 1`). The light student has one hidden layer of 32 units; the teacher is a wide
+# two-layer model (256 units per layer). Every model — teacher, light model alone, distilled student — gets the
+# same search as the depth study: learning rate and epoch chosen on val.
 
 # %%
 from mmlab.deploy import distill
 from mmlab.train import make_loader
 
-kd_names = ("wide teacher (2×256)", "light alone (1×32)", "light distilled, labelled only", "light distilled (1×32)")
-kd = {name: [] for name in kd_names}
-for seed in SEEDS:
-    teacher, _, acc_teacher = train_stack(256, 2, seed)
-    _, _, acc_alone = train_stack(32, 1, seed)
+kd_names = ("wide teacher (2×256)", "light alone (1×32)", "light distilled (1×32)")
+kd_runs = {name: [] for name in kd_names}
+for seed in tqdm(SEEDS, desc="teacher, light model, distilled student"):
+    teacher = tune_stack(256, 2, seed)
+    kd_runs["wide teacher (2×256)"].append(teacher)
+    kd_runs["light alone (1×32)"].append(tune_stack(32, 1, seed))
     # labels of the unlabelled pairs are the teacher's guesses; with λ = 1 only its soft predictions are used
-    guesses = predict(teacher, X_unl).argmax(-1)
+    guesses = predict(teacher.model, X_unl).argmax(-1)
     transfer = make_loader(
         torch.cat([X_lab[0], X_unl[0]]),
         torch.cat([X_lab[1], X_unl[1]]),
@@ -236,43 +278,56 @@ for seed in SEEDS:
         shuffle=True,
         seed=seed,
     )
-    labelled_only = make_loader(*X_lab, y_lab, batch_size=64, shuffle=True, seed=seed)
-    for name, loader, epochs in (
-        ("light distilled (1×32)", transfer, 20),
-        ("light distilled, labelled only", labelled_only, 85),
-    ):  # ~340 steps each
-        seed_everything(seed)
-        student = FusionStack(dims, 10, width=32, depth=1)
-        distill(
-            student, teacher, loader, epochs=epochs, temperature=1.0, alpha=1.0, lr=1e-3, device=device, desc="distill"
+    kd_runs["light distilled (1×32)"].append(
+        tune_on_val(
+            lambda: FusionStack(dims, 10, width=32, depth=1),
+            lambda model, teacher=teacher, transfer=transfer, **hp: distill(
+                model,
+                teacher.model,
+                transfer,
+                epochs=40,
+                temperature=1.0,
+                alpha=1.0,
+                device=device,
+                progress=False,
+                **hp,
+            ),
+            X_val,
+            y_val,
+            grid=LR_GRID,
+            patience=PATIENCE,
+            seed=seed,
         )
-        kd[name].append(accuracy(predict(student, X_test), y_test))
-    kd["wide teacher (2×256)"].append(acc_teacher)
-    kd["light alone (1×32)"].append(acc_alone)
-params = {name: count_parameters(student) for name in kd_names}
-params["wide teacher (2×256)"] = count_parameters(teacher)
+    )
+params.update({name: count_parameters(runs[0].model) for name, runs in kd_runs.items()})
+print("split: VALIDATION (the choice)")
+for name, runs in kd_runs.items():
+    print(f"{name:24s} {params[name]:7,d} params   val acc {pct([r.val_acc for r in runs])}")
 
-print(f"{'model':24s} {'params':>8s}   test acc %    (per seed)")
+# %%
+# choices made: test
+kd = {name: np.array([accuracy(predict(r.model, X_test), y_test) for r in runs]) for name, runs in kd_runs.items()}
+kd_gain = paired_bootstrap(kd["light distilled (1×32)"], kd["light alone (1×32)"])
+teacher_gain = paired_bootstrap(kd["wide teacher (2×256)"], kd["light alone (1×32)"])
+print("split: TEST")
+print(f"{'model':24s} {'params':>8s}   test acc %")
 for name in ("1 layer", "8 layers"):
-    print(f"{name + ' (×64)':24s} {size[name]['params']:8,d}   {mean_std(size[name]['test'])}")
+    print(f"{name + ' (×64)':24s} {params[name]:8,d}   {pct(size[name])}")
 for name, accs in kd.items():
-    print(f"{name:24s} {params[name]:8,d}   {mean_std(accs)}   {np.round(100 * np.array(accs), 1)}")
+    print(f"{name:24s} {params[name]:8,d}   {pct(accs)}   per seed {np.round(100 * accs, 1)}")
+print(f"\ndistilled − alone: {kd_gain.format(100, ' pts')}")
+print(f"teacher − light alone: {teacher_gain.format(100, ' pts')}")
 
 # %%
 points = {  # name: (parameters, test accuracies)
-    **{f"{n} (×64)": (size[n]["params"], size[n]["test"]) for n in size},
+    **{f"{n} (×64)": (params[n], size[n]) for n in size},
     **{n: (params[n], kd[n]) for n in kd_names},
 }
 fig, ax = new_figure(size=(8, 4.4))
-# the three light models have the same size: spread them a little along x so that they can be told apart
-nudge = {"light alone (1×32)": 0.8, "light distilled, labelled only": 1.0, "light distilled (1×32)": 1.25}
-offset = {
-    "light alone (1×32)": (-6, -12),
-    "light distilled, labelled only": (6, -14),
-    "light distilled (1×32)": (-6, 8),
-    "1 layer (×64)": (6, -13),
-}
-colors = dict(zip(kd_names, ["tab:purple", "tab:blue", "tab:green", "tab:green"]))
+# the two light models have the same size: spread them a little along x so that they can be told apart
+nudge = {"light alone (1×32)": 0.85, "light distilled (1×32)": 1.2}
+offset = {"light alone (1×32)": (-6, -12), "light distilled (1×32)": (-6, 8), "1 layer (×64)": (6, -13)}
+colors = dict(zip(kd_names, ["tab:purple", "tab:blue", "tab:green"]))
 for name, (n_params, accs) in points.items():
     x, y = n_params * nudge.get(name, 1.0), np.mean(accs)
     color = colors.get(name, "tab:red")  # red: the depth sweep
@@ -284,38 +339,29 @@ ax.set(
     xlabel="parameters (log scale)",
     ylabel="test accuracy (fraction)",
     xlim=(1200, 3e5),
-    title="Accuracy vs size on 200 labelled pairs (mean ± std, 3 seeds)",
+    title=f"Test accuracy vs size on 200 labelled pairs (mean ± std, {len(SEEDS)} seeds, tuned on val)",
 )
 ax.grid(alpha=0.3)
 fig
 
 # %% [markdown]
-# **What the seeds show** (asserted below): the wide teacher has more than ten times the parameters of the
-# 1-layer, 64-unit model and is within 3 points of it — width did not hurt, but it did not buy accuracy either.
-# The light 32-unit model, distilled through the unlabelled pairs, beats itself trained alone by more than a point
-# on average and comes within 3 points of its teacher, with over 20× fewer parameters. Distilled on the 200
-# labelled items only, it gains less than half as much: the gain comes from the unlabelled data that the teacher's
-# predictions open up. That, rather than its size, is what the big model was good for here.
+# **What the seeds show** (asserted below, 95% paired intervals over five seeds). The wide teacher has more than 20
+# times the parameters of the light 32-unit model and, with both tuned on val, is **not better than it by more than
+# 3 points**. Distilling the teacher into the light model through the unlabelled pairs **changed test accuracy by
+# less than 3 points either way**: no gain that five seeds can see. An earlier version of this lesson claimed a gain
+# of more than a point over three seeds; that was at the level of seed noise (lesson 5 puts it at 1–2 points), and
+# under this protocol it is gone.
 #
-# Note what did *not* happen: the distilled model did not beat the shallow 1×64 model trained directly on the 200
-# labels. On this data the first fix for the stacking pitfall is simply not to stack; distillation is how you then
-# go lighter still while keeping most of the accuracy.
+# What this shows is narrow: on this data, with 200 labels, a teacher that is no better than the student has
+# nothing to pass on. Distillation pays when the teacher knows more than the student can learn alone (in lesson 5,
+# a teacher trained on more labels). Here the first fix for the stacking pitfall is simply not to stack: the light
+# model is as good as the big ones.
 
 # %%
-kd_mean = {k: np.mean(v) for k, v in kd.items()}
-distilled, alone = np.array(kd["light distilled (1×32)"]), np.array(kd["light alone (1×32)"])
-gain, gain_labelled = distilled - alone, np.array(kd["light distilled, labelled only"]) - alone
-assert params["wide teacher (2×256)"] > 10 * size["1 layer"]["params"]
-assert params["wide teacher (2×256)"] > 20 * params["light distilled (1×32)"]
-assert abs(kd_mean["wide teacher (2×256)"] - test_mean["1 layer"]) < 0.03, (kd_mean, test_mean)
-assert gain.mean() > 0.01, gain
-assert abs(distilled.mean() - kd_mean["wide teacher (2×256)"]) < 0.03, kd_mean
-assert gain_labelled.mean() < gain.mean() / 2, (gain_labelled, gain)
-assert distilled.mean() < test_mean["1 layer"] + 0.01, (kd_mean, test_mean)
-print(
-    f"distillation gains {100 * gain.mean():.1f} points through the unlabelled pairs (per seed: "
-    f"{np.round(100 * gain, 1)}), {100 * gain_labelled.mean():.1f} on the labelled items alone"
-)
+assert params["wide teacher (2×256)"] > 20 * params["light distilled (1×32)"], params
+assert teacher_gain.high < 0.03, teacher_gain
+assert -0.03 < kd_gain.low and kd_gain.high < 0.03, kd_gain
+print(f"distillation changes test accuracy by {kd_gain.format(100, ' pts')}")
 
 # %% [markdown]
 # ## 4. Dirty data: two kinds of dirt, injected with a known ground truth
@@ -364,11 +410,12 @@ show_images(
 #   Co-teaching (Han et al. 2018) trains on the small-loss items. `−ln 10 ≈ −2.3` is what a uniform guess over
 #   10 digits would score.
 #
-# `run_quality` does it all for one noise setting and seed: inject, score, filter, train, test. We start with
-# 30% mismatched pairs *and* 20% wrong labels, over 3 seeds.
+# `run_quality` does it all for one noise setting and seed: inject, score, train, choose on val, test. We start
+# with 30% mismatched pairs *and* 20% wrong labels, over five seeds. (The warm-up length, 8 epochs, is fixed in
+# advance, not tuned.)
 
 # %%
-from mmlab.lessons.pitfalls import run_quality
+from mmlab.lessons.pitfalls import FILTER_GRID, run_quality
 from mmlab.quality import auroc
 
 headline = [
@@ -380,7 +427,7 @@ headline = [
         device=device,
         methods=("clean", "dirty", "filtered", "weighted", "oracle"),
     )
-    for s in SEEDS
+    for s in tqdm(SEEDS, desc="inject, score, train, choose on val, test")
 ]
 aucs = {
     "agreement → mismatched pairs": [auroc(r.scores.agreement, r.noise.mismatched) for r in headline],
@@ -389,9 +436,10 @@ aucs = {
     "small loss → mismatched pairs": [auroc(r.scores.loglik, r.noise.mismatched) for r in headline],
     "agreement → wrong labels": [auroc(r.scores.agreement, r.noise.wrong_label) for r in headline],
 }
-print("AUROC (0.5 = chance, 1 = perfect), per seed:")
+print("split: TRAIN (the detectors score the training items against the injected ground truth)")
+print("AUROC (0.5 = chance, 1 = perfect):")
 for name, v in aucs.items():
-    print(f"  {name:38s} {np.mean(v):.3f}   {np.round(v, 3)}")
+    print(f"  {name:38s} {format_spread(v, digits=3)}")
 
 # %%
 from mmlab.lessons.pitfalls import score_histogram
@@ -449,78 +497,136 @@ ax.set(
 ax.legend(fontsize=8)
 fig
 
+# %% [markdown]
+# Asserted below over the five seeds: agreement detects mismatched pairs with AUROC above 0.85 and the small-loss
+# score detects wrong labels with AUROC above 0.9 on every seed; agreement beats the embedding cosine on mismatched
+# pairs, and the small-loss score is worse than agreement on them, each by more than 3 AUROC points (95% paired
+# interval); agreement stays below 0.75 on wrong labels on every seed.
+
 # %%
-assert min(aucs["agreement → mismatched pairs"]) > 0.85, aucs
-assert min(aucs["small loss → wrong labels"]) > 0.9, aucs
-assert np.mean(aucs["agreement → mismatched pairs"]) > np.mean(aucs["embedding cosine → mismatched pairs"]) + 0.03
-assert max(aucs["agreement → wrong labels"]) < 0.75, "agreement should be nearly blind to wrong labels"
-assert np.mean(aucs["small loss → mismatched pairs"]) < np.mean(aucs["agreement → mismatched pairs"]) - 0.03
+auc = {k: np.array(v) for k, v in aucs.items()}
+assert auc["agreement → mismatched pairs"].min() > 0.85, aucs
+assert auc["small loss → wrong labels"].min() > 0.9, aucs
+cos_vs_agree = paired_bootstrap(auc["agreement → mismatched pairs"], auc["embedding cosine → mismatched pairs"])
+loss_vs_agree = paired_bootstrap(auc["small loss → mismatched pairs"], auc["agreement → mismatched pairs"])
+assert cos_vs_agree.low > 0.03, cos_vs_agree
+assert loss_vs_agree.high < -0.03, loss_vs_agree
+assert auc["agreement → wrong labels"].max() < 0.75, "agreement should be nearly blind to wrong labels"
+print(f"agreement − embedding cosine (AUROC, mismatched pairs): {cos_vs_agree.format(100, ' pts')}")
 
 # %% [markdown]
-# ## 6. Filter, or down-weight?
+# ## 6. Filter, or down-weight? Thresholds chosen on val
 # With both scores in hand, two remedies:
 #
-# * **filtering** — keep item `i` only if `a_i ≥ 0.5` and `ℓ_i ≥ −ln 10`: the towers' predictions overlap at least
-#   half-way, and the label is at least as likely as a uniform guess would make it;
+# * **filtering** — keep item `i` only if `a_i ≥ τ_a` and `ℓ_i ≥ τ_ℓ`;
 # * **score-weighted sampling** — keep every item but draw item `i` with probability proportional to the soft filter
-#   `w_i = σ((a_i − 0.5)/0.1) · σ((ℓ_i + ln 10)/0.5)`, with `make_loader(..., weights=w)` (draws with replacement).
+#   `w_i = σ((a_i − τ_a)/0.1) · σ((ℓ_i − τ_ℓ)/0.5)`, with `make_loader(..., weights=w)` (draws with replacement).
 #
-# Each is compared with training on the data before injection (**clean**), on everything (**dirty**, the tempting
-# recipe) and on exactly the truly clean items (**oracle**, which no real pipeline has). The classifier is a
-# one-hidden-layer `FusionStack` (128 units) trained for 40 epochs with no early stopping, so it has every
-# chance to memorise what it is given.
+# The thresholds are choices, so they are made on val: for each remedy, `run_quality` trains one model per
+# candidate in `FILTER_GRID` — four filters from loose to strict — and keeps the one with the best val
+# accuracy; test accuracy is computed only after that choice.
+#
+# **Which val?** The clean one: the val split is not corrupted. It stands for a few hundred items checked by
+# hand, which is affordable where checking all of the training data is not, and it measures what we want —
+# accuracy on correct pairs with correct labels, like the test split. A val split dirtied by the same process
+# would score a model against wrong labels and mismatched clips: under symmetric label noise it ranks models the
+# same way in expectation, but with more noise, and mismatched clips reward nothing we want. If no clean item can
+# be had, that noisier val is the fallback.
+#
+# Each remedy is compared with training on the data before injection (**clean**), on everything (**dirty**, the
+# tempting recipe) and on exactly the truly clean items (**oracle**, which no real pipeline has). The classifier
+# is a one-hidden-layer `FusionStack` (128 units) trained for 40 epochs with no early stopping, for every method
+# alike, so it has every chance to memorise what it is given. (Early stopping on the clean val would be a third
+# remedy against wrong labels; it is not studied here.)
 
 # %%
 methods = ["clean", "dirty", "filtered", "weighted", "oracle"]
+grid_names = [f"τ_a ≥ {ta:.2f}, τ_ℓ ≥ {tl:.2f}" for ta, tl in FILTER_GRID]
+print("split: VALIDATION (the choice); val accuracy of each candidate, per seed")
+for m in ("filtered", "weighted"):
+    for i, name in enumerate(grid_names):
+        print(f"  {m:9s} {name:28s} {pct([r.val_candidates[m][i] for r in headline])}")
+    chosen = [FILTER_GRID.index(r.chosen[m]) for r in headline]
+    print(f"  {m:9s} chosen per seed: {[grid_names[i] for i in chosen]}")
+votes = [FILTER_GRID.index(r.chosen["filtered"]) for r in headline]
+THRESHOLDS = FILTER_GRID[max(set(votes), key=votes.count)]  # the filter most seeds chose on val, for section 7
+print(f"most often chosen filter: agreement ≥ {THRESHOLDS[0]:.2f}, log p(y|x) ≥ {THRESHOLDS[1]:.2f}")
+
+# %%
+# every choice is made (inside run_quality, test accuracy was computed after it): the test table
 acc = {m: np.array([r.accuracy[m] for r in headline]) for m in methods}
+print("split: TEST (unseen voices), thresholds chosen per seed on val")
 for m in methods:
-    print(f"{m:9s} test accuracy {mean_std(acc[m])} %   {np.round(100 * acc[m], 1)}")
+    print(f"{m:9s} test accuracy {pct(acc[m])}   per seed {np.round(100 * acc[m], 1)}")
 kept = [r.report for r in headline]
 print(
-    f"the filter kept {mean_std([k['kept'] for k in kept])} % of the items; of those, "
-    f"{mean_std([k['kept_precision'] for k in kept])} % were clean (precision); it kept "
-    f"{mean_std([k['kept_recall'] for k in kept])} % of the clean items (recall)"
+    f"the chosen filter kept {pct([k['kept'] for k in kept])} % of the items; of those, "
+    f"{pct([k['kept_precision'] for k in kept])} % were clean (precision); it kept "
+    f"{pct([k['kept_recall'] for k in kept])} % of the clean items (recall)"
 )
+ci = {
+    "clean − dirty": paired_bootstrap(acc["clean"], acc["dirty"]),
+    "filtered − dirty": paired_bootstrap(acc["filtered"], acc["dirty"]),
+    "weighted − dirty": paired_bootstrap(acc["weighted"], acc["dirty"]),
+    "filtered − oracle": paired_bootstrap(acc["filtered"], acc["oracle"]),
+    "filtered − weighted": paired_bootstrap(acc["filtered"], acc["weighted"]),
+}
+for name, c in ci.items():
+    print(f"  {name:20s} {c.format(100, ' pts')}")
 bar_chart(
     {m: acc[m].mean() for m in methods},
     errors={m: sample_std(acc[m]) for m in methods},
     ylabel="test accuracy (fraction)",
-    title="30% mismatched pairs + 20% wrong labels (3 seeds)",
+    title=f"30% mismatched pairs + 20% wrong labels, test ({len(SEEDS)} seeds)",
 )
 
 # %% [markdown]
-# **What the seeds show** (asserted below): the dirt costs more than 12 points. Filtering wins most of them back
-# (over 60%) and lands within 6 points of the oracle, although it also throws away some clean items.
-# Score-weighted sampling helps too, but less — presumably because a down-weighted wrong label is still drawn now
-# and then, and a network that trains long enough memorises it anyway.
+# **What the seeds show** (asserted below, 95% paired intervals over five seeds): the dirt costs more than 12
+# points of test accuracy. Filtering with the val-chosen thresholds wins back more than 12 of them: it is not worse
+# than training on the clean data, or on the oracle's truly clean items, by more than 3 points — although it throws
+# away more than 15% of the clean items (it keeps fewer than half of all items). Score-weighted sampling with its
+# own val-chosen thresholds also beats training on everything by more than 12 points, and it beats filtering too,
+# by more than half a point (the 95% interval of weighted − filtered lies above +0.5 points): keeping every item
+# but drawing the doubtful ones rarely lost less than throwing them away. The earlier version of this lesson found
+# the opposite with thresholds set by hand; with both remedies tuned on val, the order reverses — a small margin,
+# but one the five seeds resolve. Note where the choices fell (printed above): weighting chose the strictest
+# candidate of the grid on every seed, the grid's edge, so a stricter soft filter might do better still; a choice
+# at the edge of a grid is a sign to widen it.
 
 # %%
-recovered = (acc["filtered"] - acc["dirty"]).mean() / (acc["clean"] - acc["dirty"]).mean()
-assert acc["dirty"].mean() < acc["clean"].mean() - 0.12, acc
-assert (acc["filtered"] > acc["dirty"] + 0.08).all(), acc
-assert recovered > 0.6, recovered
-assert acc["oracle"].mean() - acc["filtered"].mean() < 0.06, acc
-assert np.mean([k["kept_recall"] for k in kept]) < 0.97, "the filter also drops clean items"
-assert acc["weighted"].mean() > acc["dirty"].mean() + 0.05, acc
-assert acc["filtered"].mean() > acc["weighted"].mean(), acc
-print(f"filtering recovers {100 * recovered:.0f}% of the accuracy lost to the dirt")
+ci["filtered − clean"] = paired_bootstrap(acc["filtered"], acc["clean"])
+assert ci["clean − dirty"].low > 0.12, ci
+assert ci["filtered − dirty"].low > 0.12, ci
+assert ci["filtered − clean"].low > -0.03 and ci["filtered − oracle"].low > -0.03, ci
+assert max(k["kept_recall"] for k in kept) < 0.85 and max(k["kept"] for k in kept) < 0.5, kept
+assert ci["weighted − dirty"].low > 0.12, ci
+assert ci["filtered − weighted"].high < -0.005, ci  # weighted − filtered > +0.5 points
+print(f"filtered − clean: {ci['filtered − clean'].format(100, ' pts')}")
 
 # %% [markdown]
 # ## 7. Sweeping the amount of dirt
 # How much does each kind of dirt cost alone, and does the filter keep up? We sweep 10–50% mismatched pairs (no
-# wrong labels) and 10–40% wrong labels (no mismatched pairs), three seeds each.
+# wrong labels) and 10–40% wrong labels (no mismatched pairs) with the filter most seeds chose on val above
+# (a choice made once, not per setting), three seeds each — enough for the large effects asserted below, not for
+# differences of a few points, which we only print.
 
 # %%
+SWEEP_SEEDS = [0, 1, 2]
 mismatch_rates, label_rates = [0.1, 0.3, 0.5], [0.1, 0.2, 0.4]
-sweep_methods = ("dirty", "filtered", "oracle")
 sweep, removed_noisy = {}, {}  # test accuracies; share of the items the filter removed that were dirty
 for kind, rates in (("mismatch", mismatch_rates), ("label_noise", label_rates)):
     for rate in rates:
         setting = {"mismatch": 0.0, "label_noise": 0.0, kind: rate}
-        runs = [run_quality(data, **setting, seed=s, device=device, methods=sweep_methods) for s in SEEDS]
+        sweep_methods = (
+            ("dirty", "filtered", "oracle") if (kind, rate) == ("label_noise", 0.4) else ("dirty", "filtered")
+        )
+        runs = [
+            run_quality(data, **setting, seed=s, thresholds=[THRESHOLDS], device=device, methods=sweep_methods)
+            for s in tqdm(SWEEP_SEEDS, desc=f"{kind} {rate}")
+        ]
         sweep[kind, rate] = {m: np.array([r.accuracy[m] for r in runs]) for m in sweep_methods}
         removed_noisy[kind, rate] = np.array([r.report["noise_precision"] for r in runs])
-clean_acc = acc["clean"]
+clean_acc = acc["clean"][: len(SWEEP_SEEDS)]  # the same seeds' clean-data models (section 6)
 
 fig, axes = new_figure(1, 2, size=(11, 3.8), sharey=True)
 for ax, (kind, rates, xlabel) in zip(
@@ -533,53 +639,50 @@ for ax, (kind, rates, xlabel) in zip(
     xs = [0.0, *rates]
     plot_curves(
         xs,
-        {m: [clean_acc.mean()] + [sweep[kind, r][m].mean() for r in rates] for m in sweep_methods},
-        errors={m: [sample_std(clean_acc)] + [sample_std(sweep[kind, r][m]) for r in rates] for m in sweep_methods},
+        {m: [clean_acc.mean()] + [sweep[kind, r][m].mean() for r in rates] for m in ("dirty", "filtered")},
+        errors={
+            m: [sample_std(clean_acc)] + [sample_std(sweep[kind, r][m]) for r in rates] for m in ("dirty", "filtered")
+        },
         xlabel=xlabel,
         ylabel="test accuracy (fraction)",
-        title=f"Accuracy vs {xlabel.split(' (')[0]}",
+        title=f"Test accuracy vs {xlabel.split(' (')[0]} ({len(SWEEP_SEEDS)} seeds)",
         ax=ax,
     )
 fig
 
 # %%
+print("split: TEST; filter thresholds fixed by the val choice of section 6")
 for (kind, rate), r in sweep.items():
-    print(f"{kind:11s} {rate:.1f}: " + "  ".join(f"{m} {mean_std(r[m])}" for m in sweep_methods))
+    print(f"{kind:11s} {rate:.1f}: " + "  ".join(f"{m} {pct(v)}" for m, v in r.items()))
+    print(f"{'':17s}filtered − dirty {paired_bootstrap(r['filtered'], r['dirty']).format(100, ' pts')}")
 
 # %% [markdown]
-# **What the seeds show** (asserted below): wrong labels are the more expensive dirt — 40% of them cost at least
-# 10 points more than 50% mismatched pairs. Mismatched pairs hurt less, presumably because the label still matches
-# the image, so the model can lean on it; 10% of them cost at most 2 points, and there filtering makes no
-# consistent difference (within 2 points on average, and the seeds disagree on its sign): most of the items it
-# throws away are clean. At 30% mismatched pairs the dirt costs a few points; filtered training beats
-# dirty training on every seed and is as good as the oracle (within 2 points, or better).
-# From there on, and at every rate of wrong labels we tried, filtering beats training on everything. At 40% wrong
-# labels it falls well short of the oracle: the warm-up model has itself learned from many wrong labels.
+# **What the seeds show** (asserted below as per-seed sign counts: every one of the three seeds, with the stated
+# margin). Wrong labels are the more expensive dirt: 40% of them cost more than 25 points against clean data, and
+# more than 15 points more than 50% mismatched pairs do. Mismatched pairs hurt less, presumably because the label
+# still matches the image, so the model can lean on it. Filtering beats training on everything by more than
+# 3 points at 50% mismatched pairs and at every rate of wrong labels. At 10% and 30% mismatched pairs the
+# differences are a few points at most, and at 40% wrong labels the gap between the filter and the oracle is
+# too (printed above); three seeds do not resolve differences that small, and we claim nothing there.
 
 # %%
-mean = {setting: {m: v.mean() for m, v in r.items()} for setting, r in sweep.items()}
-at10, at30 = sweep["mismatch", 0.1], sweep["mismatch", 0.3]
-gain10 = at10["filtered"] - at10["dirty"]
-assert at10["dirty"].mean() > clean_acc.mean() - 0.02, (at10, clean_acc)
-assert abs(gain10.mean()) < 0.02 and (gain10 > 0).any() and (gain10 < 0).any(), gain10
-assert removed_noisy["mismatch", 0.1].max() < 0.5, removed_noisy["mismatch", 0.1]
-assert at30["dirty"].mean() < clean_acc.mean() - 0.015, (at30, clean_acc)
-assert (at30["filtered"] > at30["dirty"] + 0.01).all() and (at30["filtered"] - at30["dirty"]).mean() > 0.02, at30
-assert at30["filtered"].mean() > at30["oracle"].mean() - 0.02, at30
-assert mean["mismatch", 0.5]["dirty"] < clean_acc.mean() - 0.08, mean
-assert mean["label_noise", 0.4]["dirty"] < clean_acc.mean() - 0.2, mean
-assert mean["label_noise", 0.4]["dirty"] < mean["mismatch", 0.5]["dirty"] - 0.1, mean
-assert all(r["filtered"] > r["dirty"] for setting, r in mean.items() if setting != ("mismatch", 0.1)), mean
-assert mean["label_noise", 0.4]["oracle"] - mean["label_noise", 0.4]["filtered"] > 0.05, mean
-print(f"at 30% mismatched pairs, filtering gains {100 * (at30['filtered'] - at30['dirty']).mean():.1f} points")
+margin = 0.03
+lab40, mis50 = sweep["label_noise", 0.4], sweep["mismatch", 0.5]
+assert sign_count(clean_acc, lab40["dirty"], margin=0.25) == 3, (clean_acc, lab40)
+assert sign_count(mis50["dirty"], lab40["dirty"], margin=0.15) == 3, (mis50, lab40)
+for setting in [("mismatch", 0.5), ("label_noise", 0.1), ("label_noise", 0.2), ("label_noise", 0.4)]:
+    r = sweep[setting]
+    assert sign_count(r["filtered"], r["dirty"], margin=margin) == 3, (setting, r)
+print(f"at 50% mismatched pairs, filtering gains {pct(mis50['filtered'] - mis50['dirty'])} points")
 
 # %% [markdown]
 # ## 8. Explore: noise rates and thresholds
 # Move the thresholds and the noise rates. The left panels show both scores split by the injected ground truth,
 # with your thresholds; the right panel shows how clean the kept data is (precision), how much of the clean data
-# survives (recall), and the test accuracy after training on the dirty data, on what your filter keeps, and on
-# the truly clean items. A new noise setting takes about a second (a warm-up and three trainings); settings you
-# have seen are cached.
+# survives (recall), and the **validation** accuracy after training on the dirty data, on what your filter keeps,
+# and on the truly clean items — thresholds are choices, so you explore them on val; the test split stays for the
+# final report. The sliders start at the filter chosen on val above. A new noise setting costs a warm-up and three
+# trainings; settings you have seen are cached.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -588,8 +691,12 @@ from mmlab.lessons.pitfalls import quality_widget_figure
 room = {"style": {"description_width": "initial"}, "layout": Layout(width="360px")}  # labels are never cut short
 widget = interact(
     quality_widget_figure,
-    agreement_threshold=FloatSlider(value=0.5, min=0.0, max=0.95, step=0.05, description="agreement ≥", **room),
-    loglik_threshold=FloatSlider(value=-2.3, min=-8.0, max=0.0, step=0.1, description="log p(y|x) ≥", **room),
+    agreement_threshold=FloatSlider(
+        value=THRESHOLDS[0], min=0.0, max=0.95, step=0.05, description="agreement ≥", **room
+    ),
+    loglik_threshold=FloatSlider(
+        value=round(THRESHOLDS[1], 1), min=-8.0, max=0.0, step=0.1, description="log p(y|x) ≥", **room
+    ),
     mismatch=FloatSlider(value=0.3, min=0.0, max=0.5, step=0.1, description="mismatched pairs", **room),
     label_noise=FloatSlider(value=0.2, min=0.0, max=0.4, step=0.1, description="wrong labels", **room),
     seed=Dropdown(options=[0, 1, 2], value=0, description="seed", **room),
@@ -608,24 +715,25 @@ widget = interact(
 #    1–8 `nn.TransformerEncoderLayer(64, 4, batch_first=True, norm_first=True)`. Does depth hurt there?
 #    (Expect it to cost much more CPU time.)
 # 4. **Keep-fraction filtering.** If you knew that about 45% of the items are dirty, you could keep the best 55%
-#    by each score with `filter_by_keep_fraction`. Compare it with the fixed thresholds of section 6.
+#    by each score with `filter_by_keep_fraction`. Compare it (on val) with the thresholds chosen in section 6.
 # 5. **When is a mismatched pair harmless?** Repeat the 30%-mismatch run with `load_quality_data(image_noise=0.3)`
 #    (a cleaner image). Compare the dirty and clean accuracies and explain what you see.
 #
 # ## Summary
-# * On 200 labelled pairs, **stacking layers hurts**: every model fits the training set, and test accuracy falls
-#   with depth (1 → 8 layers: more than 15 points on every seed). Residual blocks soften this but do not reverse it.
-#   A wider model was no better, only bigger.
-# * A **light model distilled from a bigger one** through unlabelled pairs beat itself trained alone and came close
-#   to its teacher at 1/26 of the parameters; distilling on the labelled items alone gained much less. It did not
-#   beat the shallow model trained directly: here the first fix is not to stack, distillation the way to go lighter.
+# * On 200 labelled pairs, with the learning rate and the epoch chosen per depth on val, **stacking layers hurt**:
+#   the 8-layer stack lost more than 15 points of test accuracy to the 1-layer model on every seed, the 4-layer one
+#   more than 2; residual blocks softened this but did not reverse it. Fair tuning did not make the effect go away;
+#   it only bounds what we may claim (this data size, this search).
+# * A wide teacher was no better than a light model, and **distilling it into the light model gained nothing that
+#   five seeds can see**: a teacher must know more than the student to have something to pass on. The first fix
+#   for the stacking pitfall is not to stack.
 # * **Dirty data costs accuracy**, wrong labels more than mismatched pairs. A short warm-up model finds both:
-#   cross-modal **agreement** for mismatched pairs, the **small-loss** score for wrong labels (AUROC well above
-#   0.5). Agreement is nearly blind to wrong labels; the small-loss score sees mismatched pairs less well.
-# * **Filtering** on both scores recovers most of the loss, close to an oracle that knows the truth, except when
-#   the dirt is so heavy (40% wrong labels) that it spoils the warm-up model too, or so light (10% mismatched
-#   pairs) that there is nothing to recover. Score-weighted sampling helps less when labels are wrong. Check a
-#   detector against a known ground truth before trusting it on data where you have none.
+#   cross-modal **agreement** for mismatched pairs, the **small-loss** score for wrong labels. Agreement is nearly
+#   blind to wrong labels; the small-loss score sees mismatched pairs less well.
+# * **Filtering** on both scores, with thresholds chosen on a clean val split, recovered the loss at 30% mismatched
+#   pairs plus 20% wrong labels (within 3 points of clean-data training); score-weighted sampling, tuned the same
+#   way, did better still, by a small margin. Check a detector against a known ground truth, and choose its
+#   threshold on val, before trusting it on data where you have neither.
 #
 # Next: **Lesson 7 — a contrastive foundation model**, where the cross-modal space is learned from the pairs
 # alone, so that every pair counts.

@@ -6,31 +6,38 @@ import torch
 from matplotlib.figure import Figure
 
 from mmlab.lessons.pitfalls import (
+    FILTER_GRID,
     QUALITY_METHODS,
+    EarlyStopping,
     FusionStack,
     QualityData,
+    StopTraining,
     labeled_split,
     quality_widget_figure,
     run_quality,
     score_histogram,
-    train_and_test,
+    split_accuracy,
+    train_classifier,
     train_on_features,
+    tune_on_val,
 )
 from mmlab.models import count_parameters
+from mmlab.train import accuracy, predict
 
 
-def _blobs(n=400, seed=0, d=(6, 5), c=4):
+def _blobs(n=400, seed=0, d=(6, 5), c=4, scale=2.0):
     """Two modalities, each a noisy code of the label (``c`` classes)."""
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, c, (n,), generator=g)
-    protos = [torch.randn(c, k, generator=g) * 2 for k in d]
+    protos = [torch.randn(c, k, generator=g) * scale for k in d]
     xs = [p[y] + torch.randn(n, p.shape[1], generator=g) for p in protos]
     return xs, y
 
 
-def _tiny_data(n=240, n_test=120) -> QualityData:
-    xs, y = _blobs(n + n_test, seed=3)
-    return QualityData(xs[0][:n], xs[1][:n], y[:n], xs[0][n:], xs[1][n:], y[n:])
+def _tiny_data(n=240, n_val=80, n_test=120) -> QualityData:
+    xs, y = _blobs(n + n_val + n_test, seed=3, scale=1.0)
+    parts = [slice(0, n), slice(n, n + n_val), slice(n + n_val, None)]
+    return QualityData(*[t for p in parts for t in (xs[0][p], xs[1][p], y[p])])
 
 
 def _params(model: torch.nn.Module) -> torch.Tensor:
@@ -118,6 +125,73 @@ def test_train_on_features_errors():
         train_on_features(m, xs, y, epochs=1, sampler_weights=-torch.ones(20))
 
 
+def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
+    xs, y = _blobs(120)
+    vx, vy = [x[:40] for x in xs], y[:40]
+    vy_bad = (vy + 1) % 4  # validation labels the model can only get worse on as it learns
+    torch.manual_seed(0)
+    m = FusionStack([6, 5], 4, width=8)
+    stop = EarlyStopping(vx, vy_bad, patience=3)
+    snapshots = []
+
+    def train(hook):
+        def after_epoch(model, epoch):
+            out = hook(model, epoch)
+            snapshots.append(_params(model).clone())
+            return out
+
+        train_on_features(m, xs, y, epochs=30, lr=3e-2, seed=0, progress=False, after_epoch=after_epoch)
+
+    stop.run(m, train)
+    assert stop.epochs_run == stop.best_epoch + 3 < 30  # stopped 3 epochs after the last improvement
+    assert stop.best_acc == max(stop.val_acc) and stop.val_acc.index(stop.best_acc) + 1 == stop.best_epoch
+    assert torch.equal(_params(m), snapshots[stop.best_epoch - 1])  # the best epoch's weights are back
+    assert len(snapshots) == stop.epochs_run - 1  # the last epoch raised StopTraining inside the hook
+
+
+def test_early_stopping_errors():
+    xs, y = _blobs(20)
+    with pytest.raises(ValueError, match="patience must be a positive int"):
+        EarlyStopping(xs, y, patience=0)
+    with pytest.raises(ValueError, match=r"features\[1\] must have shape \(20, \*\)"):
+        EarlyStopping([xs[0], xs[1][:5]], y, patience=2)
+    with pytest.raises(RuntimeError, match="never ran"):
+        EarlyStopping(xs, y, patience=2).run(FusionStack([6, 5], 4), lambda hook: None)
+    with pytest.raises(StopTraining):
+        stop = EarlyStopping(xs, y, patience=1)
+        model = FusionStack([6, 5], 4)
+        stop(model, 0)
+        stop(model, 1)  # no improvement on identical weights: the patience of one epoch is spent
+
+
+def test_tune_on_val_chooses_on_validation_accuracy_from_one_initialisation():
+    xs, y = _blobs(200)
+    vx, vy = [x[:60] for x in xs], y[:60]
+    tx, ty = [x[60:] for x in xs], y[60:]
+    inits = []
+
+    def make():
+        model = FusionStack([6, 5], 4, width=8)
+        inits.append(_params(model).clone())
+        return model
+
+    def train(model, lr, after_epoch):
+        train_on_features(model, tx, ty, epochs=12, lr=lr, seed=0, progress=False, after_epoch=after_epoch)
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    run = tune_on_val(make, train, vx, vy, grid=[{"lr": 1e-5}, {"lr": 3e-2}], patience=4, seed=0, train_features=tx,
+                      train_labels=ty)  # fmt: skip
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(inits[0], inits[1])  # every grid point starts from the same weights
+    assert [p for p, _, _ in run.grid] == [{"lr": 1e-5}, {"lr": 3e-2}]
+    assert run.val_acc == max(acc for _, _, acc in run.grid) and run.params == {"lr": 3e-2}
+    assert 1 <= run.epoch <= 12 and 0 <= run.train_acc <= 1
+    assert accuracy(predict(run.model, vx), vy) == run.val_acc  # the returned model is the chosen epoch's
+    with pytest.raises(ValueError, match="grid must hold"):
+        tune_on_val(make, train, vx, vy, grid=[], patience=2)
+
+
 def test_labeled_split():
     y = torch.from_numpy(np.random.default_rng(0).integers(0, 10, 300))
     lab, rest = labeled_split(y, 5, seed=0)
@@ -133,14 +207,26 @@ def test_labeled_split():
 # ---------------------------------------------------------------------------------------------- the quality runs
 
 
-def test_train_and_test_is_seeded_and_leaves_the_global_rng_alone():
+def test_quality_data_splits():
+    data = _tiny_data()
+    (vi, va), vy = data.val
+    (ti, ta), ty = data.test
+    assert vi.shape == (80, 6) and va.shape == (80, 5) and vy.shape == (80,)
+    assert ti.shape == (120, 6) and ta.shape == (120, 5) and ty.shape == (120,)
+    assert data.input_dims == [6, 5]
+
+
+def test_train_classifier_is_seeded_and_leaves_the_global_rng_alone():
     data = _tiny_data()
     torch.manual_seed(7)
     before = torch.get_rng_state()
-    a = train_and_test(data, data.image, data.audio, data.label, seed=0, epochs=3, device="cpu")
+    a = train_classifier(data, data.image, data.audio, data.label, seed=0, epochs=3, device="cpu")
     assert torch.equal(torch.get_rng_state(), before)
-    assert a == train_and_test(data, data.image, data.audio, data.label, seed=0, epochs=3, device="cpu")
-    assert 0.5 < a <= 1.0
+    b = train_classifier(data, data.image, data.audio, data.label, seed=0, epochs=3, device="cpu")
+    assert torch.equal(_params(a), _params(b))
+    assert 0.5 < split_accuracy(a, data, "val") <= 1.0 and 0.5 < split_accuracy(a, data, "test") <= 1.0
+    with pytest.raises(ValueError, match="split must be 'val' or 'test'"):
+        split_accuracy(a, data, "train")
 
 
 def test_run_quality_on_tiny_data():
@@ -149,10 +235,40 @@ def test_run_quality_on_tiny_data():
         data, mismatch=0.3, label_noise=0.2, seed=0, methods=QUALITY_METHODS, warmup_epochs=3, epochs=5, device="cpu"
     )
     assert set(run.accuracy) == set(QUALITY_METHODS) and all(0 <= v <= 1 for v in run.accuracy.values())
+    assert set(run.val_accuracy) == set(QUALITY_METHODS)
     assert int(run.noise.mismatched.sum()) == 72 and int(run.noise.wrong_label.sum()) == 48
     assert run.keep.shape == (240,) and run.report["kept"] == pytest.approx(run.keep.float().mean().item())
     assert run.scores.agreement.shape == (240,)
-    assert run.accuracy["clean"] > run.accuracy["dirty"]
+    for m in ("filtered", "weighted"):  # the choice is the candidate with the best validation accuracy
+        assert len(run.val_candidates[m]) == len(FILTER_GRID)
+        best = int(np.argmax(run.val_candidates[m]))
+        assert run.chosen[m] == FILTER_GRID[best] and run.val_accuracy[m] == max(run.val_candidates[m])
+    ta, tl = run.chosen["filtered"]
+    assert torch.equal(run.keep, (run.scores.agreement >= ta) & (run.scores.loglik >= tl))
+
+
+def test_run_quality_chooses_without_looking_at_the_test_split():
+    """Scrambling the test labels changes the test accuracies, never the choices or validation numbers."""
+    data = _tiny_data()
+    g = torch.Generator().manual_seed(0)
+    scrambled = QualityData(
+        data.image, data.audio, data.label, *data.val[0], data.val_label, *data.test[0],
+        torch.randint(0, 4, data.test_label.shape, generator=g),
+    )  # fmt: skip
+    kw = dict(mismatch=0.3, label_noise=0.2, seed=1, methods=("filtered", "weighted"), warmup_epochs=3, epochs=4)
+    a, b = run_quality(data, **kw, device="cpu"), run_quality(scrambled, **kw, device="cpu")
+    assert a.chosen == b.chosen and a.val_candidates == b.val_candidates
+    assert a.accuracy != b.accuracy
+
+
+def test_run_quality_with_one_candidate_uses_it():
+    data = _tiny_data()
+    run = run_quality(
+        data, mismatch=0.2, label_noise=0.0, thresholds=[(0.2, -5.0)], methods=("filtered",), warmup_epochs=2, epochs=2
+    )
+    assert run.chosen == {"filtered": (0.2, -5.0)} and len(run.val_candidates["filtered"]) == 1
+    with pytest.raises(ValueError, match="thresholds must hold"):
+        run_quality(data, mismatch=0.2, label_noise=0.0, thresholds=[], methods=("filtered",))
 
 
 def test_run_quality_rejects_unknown_methods():
@@ -181,6 +297,7 @@ def test_widget_figure_changes_with_the_threshold():
     for ax in a.axes:
         assert ax.get_title() and ax.get_ylabel()
     assert a.axes[0].get_xlabel() and a.axes[1].get_xlabel() and a._suptitle.get_text()
+    assert "validation" in a.axes[2].get_title()  # thresholds are explored on val, never on test
     heights = lambda f: [p.get_height() for p in f.axes[2].patches]
     assert heights(a) != heights(b)
     assert not any(math.isnan(h) for h in heights(a))

@@ -2,10 +2,12 @@
 
 **Model size.** :class:`FusionStack` is the recipe "fuse the features, then stack more layers": concatenate the
 modalities' feature vectors and apply ``depth`` hidden layers of ``width`` units. :func:`train_on_features`
-trains any such model on in-memory feature tensors with :func:`mmlab.train.fit`.
+trains any such model on in-memory feature tensors with :func:`mmlab.train.fit`; :func:`tune_on_val` chooses its
+learning rate and epoch on validation data (:class:`EarlyStopping`), so that every depth gets the same fair search.
 
 **Data quality.** :func:`run_quality` injects noise into AV-Digits (:func:`load_quality_data`), scores every item
-with :func:`mmlab.quality.warmup_scores`, then trains and tests by each of :data:`QUALITY_METHODS`.
+with :func:`mmlab.quality.warmup_scores`, trains by each of :data:`QUALITY_METHODS`, chooses the filter's
+thresholds on the clean validation split (:data:`FILTER_GRID`) and only then tests.
 :func:`quality_widget_figure` is the lesson's widget (cached per setting). The methods themselves live in
 :mod:`mmlab.quality`.
 """
@@ -13,7 +15,7 @@ with :func:`mmlab.quality.warmup_scores`, then trains and tests by each of :data
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -46,8 +48,14 @@ __all__ = [
     "QualityData",
     "load_quality_data",
     "labeled_split",
-    "train_and_test",
+    "StopTraining",
+    "EarlyStopping",
+    "TunedRun",
+    "tune_on_val",
+    "train_classifier",
+    "split_accuracy",
     "QUALITY_METHODS",
+    "FILTER_GRID",
     "QualityRun",
     "run_quality",
     "score_histogram",
@@ -124,6 +132,7 @@ def train_on_features(
     loss_weights: torch.Tensor | None = None,
     sampler_weights: torch.Tensor | None = None,
     seed: int = 0,
+    after_epoch: Callable[[nn.Module, int], dict[str, float] | None] | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
     desc: str = "train",
@@ -133,6 +142,7 @@ def train_on_features(
     Batches come from :func:`mmlab.train.make_loader`, shuffled with ``seed``. ``sampler_weights`` (N,) instead
     draw N items per epoch with replacement, item ``i`` with probability ``w_i / Σ_j w_j`` (score-weighted
     sampling); ``loss_weights`` (N,) weight each item's loss (:func:`mmlab.quality.weighted_cross_entropy`).
+    ``after_epoch`` is passed to :func:`~mmlab.train.fit` (e.g. an :class:`EarlyStopping` on validation data).
     """
     if isinstance(features, torch.Tensor):
         features = [features]
@@ -169,10 +179,117 @@ def train_on_features(
         optimizer=opt,
         loss_fn=loss_fn,
         forward_fn=forward,
+        after_epoch=after_epoch,
         device=device,
         progress=progress,
         desc=desc,
     )
+
+
+class StopTraining(Exception):
+    """Raised by :class:`EarlyStopping` from :func:`mmlab.train.fit`'s ``after_epoch`` hook to end training."""
+
+
+class EarlyStopping:
+    """Early stopping on validation accuracy, as an ``after_epoch`` hook for :func:`mmlab.train.fit`.
+
+    After every epoch ``e`` it measures ``acc_val(e)`` on ``(features, labels)``, keeps a copy of the weights of
+    the best epoch ``e* = argmax_e acc_val(e)`` (the first one on ties) and raises :class:`StopTraining` once
+    ``patience`` epochs have passed without a new best (Prechelt 1998, "Early stopping — but when?").
+    :meth:`run` trains, catches the stop and loads the best weights: the number of epochs becomes a choice made
+    on validation data. (``fit`` has no stop signal; this hook ends it with an exception.)
+    """
+
+    def __init__(self, features: Sequence[torch.Tensor], labels: torch.Tensor, *, patience: int):
+        if isinstance(features, torch.Tensor):
+            features = [features]
+        check_tensor("labels", labels, (None,), dtype="int")
+        for i, x in enumerate(features):
+            check_tensor(f"features[{i}]", x, (len(labels), *([None] * (x.dim() - 1))))
+        if not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive int, got {patience!r}")
+        self.features, self.labels, self.patience = list(features), labels.cpu(), patience
+        self.val_acc: list[float] = []
+        self.best_acc, self.best_epoch = -math.inf, 0
+        self._best_state: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        acc = accuracy(predict(model, self.features), self.labels)
+        self.val_acc.append(acc)
+        if acc > self.best_acc:
+            self.best_acc, self.best_epoch = acc, len(self.val_acc)
+            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif len(self.val_acc) - self.best_epoch >= self.patience:
+            raise StopTraining
+        return {"val_acc": acc}
+
+    def run(self, model: nn.Module, train: Callable[[Callable[[nn.Module, int], dict[str, float]]], object]) -> None:
+        """``train(after_epoch)`` (which must pass ``after_epoch=self`` on to ``fit``), then restore the best
+        epoch's weights into ``model``."""
+        try:
+            train(self)
+        except StopTraining:
+            pass
+        if self._best_state is None:
+            raise RuntimeError("EarlyStopping never ran: pass it to fit as after_epoch")
+        model.load_state_dict(self._best_state)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.val_acc)
+
+
+@dataclass
+class TunedRun:
+    """The model :func:`tune_on_val` chose and how: its hyper-parameters, the chosen epoch, its validation
+    accuracy, its training accuracy at that epoch, and the validation accuracy of every grid point."""
+
+    model: nn.Module
+    params: dict[str, float]
+    epoch: int
+    val_acc: float
+    train_acc: float
+    grid: list[tuple[dict[str, float], int, float]]
+
+
+def tune_on_val(
+    make_model: Callable[[], nn.Module],
+    train: Callable[..., object],
+    val_features: Sequence[torch.Tensor],
+    val_labels: torch.Tensor,
+    *,
+    grid: Sequence[dict[str, float]],
+    patience: int,
+    seed: int = 0,
+    train_features: Sequence[torch.Tensor] | None = None,
+    train_labels: torch.Tensor | None = None,
+) -> TunedRun:
+    """Choose hyper-parameters and the epoch on validation data only.
+
+    For each point ``θ`` of ``grid`` (e.g. ``{"lr": 1e-3}``): build ``make_model()`` (initialised inside
+    :func:`mmlab.runtime.seeded` with ``seed``, the same initial weights for every ``θ``), train it with
+    ``train(model, after_epoch=stopper, **θ)`` under :class:`EarlyStopping`, keep the best epoch. Return the
+    ``(θ, epoch)`` with the highest validation accuracy (the first in grid order on ties). No test data is seen.
+    """
+    if not len(grid):
+        raise ValueError("grid must hold at least one setting")
+    best: TunedRun | None = None
+    seen = []
+    for point in grid:
+        with seeded(seed):
+            model = make_model()
+        stopper = EarlyStopping(val_features, val_labels, patience=patience)
+        stopper.run(model, lambda hook, model=model, point=point: train(model, after_epoch=hook, **point))
+        seen.append((dict(point), stopper.best_epoch, stopper.best_acc))
+        if best is None or stopper.best_acc > best.val_acc:
+            train_acc = (
+                accuracy(predict(model, list(train_features)), train_labels.cpu())
+                if train_features is not None and train_labels is not None
+                else float("nan")
+            )
+            best = TunedRun(model, dict(point), stopper.best_epoch, stopper.best_acc, train_acc, seen)
+    best.grid = seen
+    return best
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -183,11 +300,15 @@ def train_on_features(
 @dataclass
 class QualityData:
     """AV-Digits as flat features for the data-quality experiments: images (N, 64) and standardised MFCC
-    statistics (N, 40), train and test (test speakers are unseen)."""
+    statistics (N, 40) of the train, val (seen voices, unseen recordings and images) and test (unseen voices)
+    splits. Choices are made on val, results reported on test."""
 
     image: torch.Tensor
     audio: torch.Tensor
     label: torch.Tensor
+    val_image: torch.Tensor
+    val_audio: torch.Tensor
+    val_label: torch.Tensor
     test_image: torch.Tensor
     test_audio: torch.Tensor
     test_label: torch.Tensor
@@ -196,14 +317,24 @@ class QualityData:
     def input_dims(self) -> list[int]:
         return [self.image.shape[1], self.audio.shape[1]]
 
+    @property
+    def val(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``([val_image, val_audio], val_label)``."""
+        return [self.val_image, self.val_audio], self.val_label
+
+    @property
+    def test(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``([test_image, test_audio], test_label)``."""
+        return [self.test_image, self.test_audio], self.test_label
+
 
 @lru_cache(maxsize=4)
 def load_quality_data(image_noise: float = 0.6) -> QualityData:
-    """Image + speech features of AV-Digits with ``image_noise`` pixel noise (so that both modalities matter)."""
-    train = load_avdigits("train", audio_format="mfcc_stats", image_noise=image_noise)
-    test = load_avdigits("test", audio_format="mfcc_stats", image_noise=image_noise)
-    audio, test_audio = standardize(train.audio, test.audio)
-    return QualityData(train.image.flatten(1), audio, train.label, test.image.flatten(1), test_audio, test.label)
+    """Image + speech features of AV-Digits with ``image_noise`` pixel noise (so that both modalities matter);
+    MFCC statistics standardised with the training split's mean and std."""
+    splits = [load_avdigits(s, audio_format="mfcc_stats", image_noise=image_noise) for s in ("train", "val", "test")]
+    audio = standardize(*[d.audio for d in splits])
+    return QualityData(*[t for d, a in zip(splits, audio) for t in (d.image.flatten(1), a, d.label)])
 
 
 def labeled_split(labels: torch.Tensor, per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,7 +355,7 @@ def labeled_split(labels: torch.Tensor, per_class: int, seed: int = 0) -> tuple[
     return torch.from_numpy(lab), torch.from_numpy(rest)
 
 
-def train_and_test(
+def train_classifier(
     data: QualityData,
     image: torch.Tensor,
     audio: torch.Tensor,
@@ -237,11 +368,10 @@ def train_and_test(
     device: torch.device | str | None = None,
     progress: bool = False,
     desc: str = "train",
-) -> float:
-    """Train a one-hidden-layer :class:`FusionStack` on ``(image, audio, labels)`` and return its accuracy on the
-    clean test split of ``data``. Trained long enough (40 epochs) to memorise what it is given, as models in
-    practice are. ``seed`` fixes the initialisation (without touching the caller's global random state) and the
-    batch order."""
+) -> nn.Module:
+    """Train a one-hidden-layer :class:`FusionStack` on ``(image, audio, labels)`` for a fixed ``epochs`` (long
+    enough to memorise what it is given, as models in practice are) and return it. ``seed`` fixes the
+    initialisation (without touching the caller's global random state) and the batch order."""
     with seeded(seed):
         model = FusionStack(data.input_dims, int(data.label.max()) + 1, width=width)
     train_on_features(
@@ -255,23 +385,39 @@ def train_and_test(
         progress=progress,
         desc=desc,
     )
-    return accuracy(predict(model, [data.test_image, data.test_audio]), data.test_label.cpu())
+    return model
+
+
+def split_accuracy(model: nn.Module, data: QualityData, split: str) -> float:
+    """Accuracy of ``model`` on the clean ``"val"`` or ``"test"`` split of ``data``."""
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    features, labels = getattr(data, split)
+    return accuracy(predict(model, features), labels.cpu())
 
 
 @dataclass
 class QualityRun:
-    """One noise setting and seed: the injected noise, the warm-up scores, the keep mask, the filter's report
-    and the test accuracy of each training method (``"dirty"``, ``"filtered"``, ``"weighted"``, ...)."""
+    """One noise setting and seed: the injected noise, the warm-up scores, the chosen filter's keep mask and
+    report, the validation accuracy of every candidate, the choices made on validation and, after them, the test
+    accuracy of each training method (``"dirty"``, ``"filtered"``, ``"weighted"``, ...)."""
 
     noise: InjectedNoise
     scores: QualityScores
     keep: torch.Tensor
     report: dict[str, float]
+    val_candidates: dict[str, list[float]]
+    chosen: dict[str, tuple[float, float]]
+    val_accuracy: dict[str, float]
     accuracy: dict[str, float]
 
 
 QUALITY_METHODS = ("clean", "dirty", "filtered", "weighted", "oracle")
 """The ways :func:`run_quality` can train on the noisy data (see its docstring)."""
+
+FILTER_GRID = ((0.5, math.log(0.1)), (0.7, math.log(0.25)), (0.85, math.log(0.5)), (0.95, math.log(0.75)))
+"""Candidate ``(agreement, log-likelihood)`` thresholds, from loose to strict, among which :func:`run_quality`
+chooses on validation data."""
 
 
 def run_quality(
@@ -280,8 +426,7 @@ def run_quality(
     mismatch: float,
     label_noise: float,
     seed: int = 0,
-    agreement_threshold: float = 0.5,
-    loglik_threshold: float = -math.log(10),
+    thresholds: Sequence[tuple[float, float]] = FILTER_GRID,
     temperature: tuple[float, float] = (0.1, 0.5),
     methods: Sequence[str] = ("dirty", "filtered", "weighted", "oracle"),
     warmup_epochs: int = 8,
@@ -289,50 +434,67 @@ def run_quality(
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> QualityRun:
-    """Inject noise, score every item with a warm-up model, then train by each method and test on clean data.
+    """Inject noise into the training split, score every item with a warm-up model, train by each method, choose
+    the thresholds on the clean validation split, then — only then — test on the clean test split.
 
-    ``dirty``: all items as they are; ``filtered``: only items with ``agreement ≥ agreement_threshold`` and
-    ``loglik ≥ loglik_threshold``; ``weighted``: all items, drawn with probability ``∝ w_i`` where
-    ``w_i = σ((a_i − τ_a)/T_a)·σ((ℓ_i − τ_ℓ)/T_ℓ)`` and ``temperature = (T_a, T_ℓ)``; ``oracle``: only the truly
-    clean items; ``clean``: the data before any noise was injected. ``warmup_epochs`` and ``epochs`` are the
-    scorer's and each classifier's training lengths.
+    ``dirty``: all items as they are; ``filtered``: only items with ``agreement ≥ τ_a`` and ``loglik ≥ τ_ℓ``;
+    ``weighted``: all items, drawn with probability ``∝ w_i`` where ``w_i = σ((a_i − τ_a)/T_a)·σ((ℓ_i − τ_ℓ)/T_ℓ)``
+    and ``temperature = (T_a, T_ℓ)``; ``oracle``: only the truly clean items; ``clean``: the data before any noise
+    was injected. For ``filtered`` and ``weighted`` one model is trained per ``(τ_a, τ_ℓ)`` in ``thresholds`` and
+    the one with the highest validation accuracy (the first on ties) is kept. Validation and test data are never
+    corrupted: they stand for a small hand-checked set and for the clean data the model will serve.
+    ``warmup_epochs`` and ``epochs`` are the scorer's and each classifier's training lengths.
     """
     unknown = set(methods) - set(QUALITY_METHODS)
     if unknown:
         raise ValueError(f"methods must be among {list(QUALITY_METHODS)}, got {sorted(unknown)}")
+    if not len(thresholds):
+        raise ValueError("thresholds must hold at least one (agreement, loglik) pair")
     num_classes = int(data.label.max()) + 1
     noise = inject_noise(data.label, mismatch=mismatch, label_noise=label_noise, num_classes=num_classes, seed=seed)
     image, audio, y = data.image, noise.pair(data.audio), noise.labels
     scores = warmup_scores(
         [image, audio], y, epochs=warmup_epochs, num_classes=num_classes, seed=seed, device=device, progress=progress
     )
-    keep = filter_by_threshold(scores.agreement, agreement_threshold) & filter_by_threshold(
-        scores.loglik, loglik_threshold
-    )
-    weights = soft_weights(scores.agreement, agreement_threshold, temperature[0]) * soft_weights(
-        scores.loglik, loglik_threshold, temperature[1]
-    )
-    subsets = {
+
+    def keep_mask(ta: float, tl: float) -> torch.Tensor:
+        return filter_by_threshold(scores.agreement, ta) & filter_by_threshold(scores.loglik, tl)
+
+    def weights(ta: float, tl: float) -> torch.Tensor:
+        return soft_weights(scores.agreement, ta, temperature[0]) * soft_weights(scores.loglik, tl, temperature[1])
+
+    fixed = {
         "clean": (image, data.audio, data.label, None),
         "dirty": (image, audio, y, None),
-        "filtered": (image[keep], audio[keep], y[keep], None),
-        "weighted": (image, audio, y, weights),
         "oracle": (image[~noise.noisy], audio[~noise.noisy], y[~noise.noisy], None),
     }
-    accuracy = {
-        m: train_and_test(
-            data,
-            *subsets[m][:3],
-            sampler_weights=subsets[m][3],
-            seed=seed,
-            epochs=epochs,
-            device=device,
-            progress=progress,
-            desc=m,
-        )
-        for m in methods
-    }
-    return QualityRun(noise, scores, keep, filter_report(keep, noise.noisy), accuracy)
+    train = lambda m, x1, x2, t, w: train_classifier(  # noqa: E731
+        data, x1, x2, t, sampler_weights=w, seed=seed, epochs=epochs, device=device, progress=progress, desc=m
+    )
+    models: dict[str, nn.Module] = {}
+    val_candidates: dict[str, list[float]] = {}
+    chosen: dict[str, tuple[float, float]] = {}
+    for m in methods:
+        if m in fixed:
+            models[m] = train(m, *fixed[m])
+            continue
+        candidates = []
+        for ta, tl in thresholds:
+            if m == "filtered":
+                keep = keep_mask(ta, tl)
+                candidates.append(train(m, image[keep], audio[keep], y[keep], None))
+            else:
+                candidates.append(train(m, image, audio, y, weights(ta, tl)))
+        val_candidates[m] = [split_accuracy(c, data, "val") for c in candidates]
+        best = int(np.argmax(val_candidates[m]))  # the choice sees validation accuracy only
+        chosen[m], models[m] = tuple(thresholds[best]), candidates[best]
+    val_accuracy = {m: split_accuracy(model, data, "val") for m, model in models.items()}
+    keep = keep_mask(*chosen.get("filtered", thresholds[0]))
+    # every choice is made: now, and only now, the test split
+    test_accuracy = {m: split_accuracy(model, data, "test") for m, model in models.items()}
+    return QualityRun(
+        noise, scores, keep, filter_report(keep, noise.noisy), val_candidates, chosen, val_accuracy, test_accuracy
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -404,7 +566,8 @@ def _cached_accuracy(
         keep = filter_by_threshold(scores.agreement, ta) & filter_by_threshold(scores.loglik, tl)
     if keep.sum() < 10:
         return float("nan")
-    return train_and_test(data, data.image[keep], audio[keep], y[keep], seed=seed, epochs=epochs)
+    model = train_classifier(data, data.image[keep], audio[keep], y[keep], seed=seed, epochs=epochs)
+    return split_accuracy(model, data, "val")  # the widget explores choices, so it shows validation accuracy
 
 
 def quality_widget_figure(
@@ -418,8 +581,9 @@ def quality_widget_figure(
     epochs: int = 40,
 ) -> Figure:
     """Lesson 6's widget: noise rates and the two filter thresholds in; score histograms split by the injected
-    ground truth, the kept data's precision and recall, and the test accuracy of training on dirty, filtered and
-    truly clean (oracle) data out. Results are cached per setting, so moving a slider back is instant.
+    ground truth, the kept data's precision and recall, and the *validation* accuracy of training on dirty,
+    filtered and truly clean (oracle) data out (thresholds are choices: they are explored on val, never on
+    test). Results are cached per setting, so moving a slider back is instant.
     ``warmup_epochs`` and ``epochs`` (scorer and classifiers) are fixed in the lesson; tests make them small."""
     check_fraction("mismatch", mismatch)
     check_fraction("label_noise", label_noise)
@@ -455,16 +619,16 @@ def quality_widget_figure(
     bars = {
         "kept\nprecision": rep["kept_precision"],
         "kept\nrecall": rep["kept_recall"],
-        "acc.\ndirty": acc["dirty"],
-        "acc.\nfiltered": acc["filtered"],
-        "acc.\noracle": acc["oracle"],
+        "val acc.\ndirty": acc["dirty"],
+        "val acc.\nfiltered": acc["filtered"],
+        "val acc.\noracle": acc["oracle"],
     }
     colors = ["tab:blue", "tab:blue", "tab:red", "tab:green", "tab:gray"]
     heights = [0.0 if math.isnan(v) else v for v in bars.values()]
     a3.bar(list(bars), heights, color=colors, alpha=0.8)
     for i, v in enumerate(bars.values()):
         a3.annotate("n/a" if math.isnan(v) else f"{v:.2f}", (i, 0 if math.isnan(v) else v), ha="center", va="bottom")
-    a3.set(ylim=(0, 1.08), ylabel="fraction", title="kept data · test accuracy")
+    a3.set(ylim=(0, 1.08), ylabel="fraction", title="kept data · validation accuracy")
     a3.tick_params(axis="x", labelsize=8)
     fig.suptitle(
         f"{100 * mismatch:.0f}% mismatched pairs, {100 * label_noise:.0f}% wrong labels: the filter keeps "
