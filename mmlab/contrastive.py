@@ -6,12 +6,16 @@ logits are ``S = s·I·Tᵀ`` and the loss is the symmetric cross-entropy with t
 
     L = ½ [CE(S, arange(B)) + CE(Sᵀ, arange(B))]
 
-``t`` starts at ``ln(1/0.07)`` and is clamped at ``ln 100``. A loss stuck at ``ln B`` means no better than
-guessing among the batch. The same objective with one tower locked is LiT (Zhai et al. 2022, "Locked-image
-Tuning"), which locks a pretrained *image* tower; this module also lets you lock the *text* tower (here the
-packaged all-MiniLM-L6-v2), the mirror image of LiT, because small image/audio encoders have no pretrained
-weights to lock. Zero-shot classification embeds one prompt set per class and averages them (prompt
-ensembling, Radford et al. 2021, §3.1.4); retrieval is scored with Recall@K and median rank.
+``t`` starts at ``ln(1/0.07)``. Like CLIP, the forward pass uses ``exp(t)`` as it is, and the *parameter* is
+clamped into ``[0, ln 100]`` after each optimizer step (:meth:`DualEncoder.clamp_logit_scale_`, called by
+:func:`train_contrastive`; OpenCLIP's ``logit_scale.clamp_(0, math.log(100))``): clamping the forward value
+instead would zero the gradient above ``ln 100``, and a ``t`` that got there could never come back. A loss
+stuck at ``ln B`` means no better than guessing among the batch. The same objective with one tower locked is
+LiT (Zhai et al. 2022, "Locked-image Tuning"), which locks a pretrained *image* tower; this module also lets you
+lock the *text* tower (here the packaged all-MiniLM-L6-v2), the mirror image of LiT, because small image/audio
+encoders have no pretrained weights to lock. Zero-shot classification embeds one prompt set per class and
+averages them (prompt ensembling, Radford et al. 2021, §3.1.4); retrieval is scored with Recall@K and median
+rank.
 """
 
 from __future__ import annotations
@@ -61,15 +65,16 @@ def _as_scale(logit_scale: float | torch.Tensor, device: torch.device) -> torch.
 def similarity_logits(
     a: torch.Tensor, b: torch.Tensor, logit_scale: float | torch.Tensor = INIT_LOGIT_SCALE
 ) -> torch.Tensor:
-    """``S = exp(min(t, ln 100)) · â·b̂ᵀ`` for row-normalised ``â`` (N, D) and ``b̂`` (M, D): an (N, M) matrix.
+    """``S = exp(t) · â·b̂ᵀ`` for row-normalised ``â`` (N, D) and ``b̂`` (M, D): an (N, M) matrix.
 
-    ``logit_scale`` is the log of the inverse temperature, ``t = ln(1/τ)``; the clamp stops gradients above
-    ``ln 100`` exactly as CLIP's clipping of the parameter does.
+    ``logit_scale`` is the log of the inverse temperature, ``t = ln(1/τ)``, used as it is: no clamp here, so the
+    gradient with respect to ``t`` is never cut off. CLIP (Radford et al. 2021) bounds ``t ≤ ln 100`` by
+    clamping the parameter after each optimizer step (:meth:`DualEncoder.clamp_logit_scale_`).
     """
     sizes: dict[str, int] = {}
     check_tensor("a", a, (None, "D"), dtype="float", sizes=sizes)
     check_tensor("b", b, (None, "D"), dtype="float", sizes=sizes)
-    t = _as_scale(logit_scale, a.device).clamp(max=MAX_LOGIT_SCALE)
+    t = _as_scale(logit_scale, a.device)
     return t.exp() * (F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T)
 
 
@@ -79,8 +84,9 @@ def clip_loss(
     """Symmetric InfoNCE (CLIP, Radford et al. 2021): ``½[CE(S, arange B) + CE(Sᵀ, arange B)]``.
 
     ``image_emb`` and ``text_emb`` are (B, D); row ``i`` of each is a matching pair, every other row of the
-    batch a negative. Embeddings are L2-normalised here; ``S = exp(min(t, ln 100))·ÎTᵀ`` with ``t =
-    logit_scale``. When the embeddings carry no information (all logits equal) the loss is exactly ``ln B``.
+    batch a negative. Embeddings are L2-normalised here; ``S = exp(t)·ÎTᵀ`` with ``t = logit_scale`` as it is
+    (the bound ``t ≤ ln 100`` is kept by clamping the parameter after each step, not here). When the embeddings
+    carry no information (all logits equal) the loss is exactly ``ln B``.
     """
     sizes: dict[str, int] = {}
     check_tensor("image_emb", image_emb, ("B", "D"), dtype="float", sizes=sizes)
@@ -98,9 +104,10 @@ class DualEncoder(nn.Module):
     """Two towers, each followed by a linear projection head into a shared ``embed_dim``-d space (CLIP).
 
     ``z_a = normalize(W_a·enc_a(x_a))``, ``z_b = normalize(W_b·enc_b(x_b))``; the loss is :func:`clip_loss`
-    with the learnable ``logit_scale`` (``t₀ = ln(1/temperature)``, clamped at ``ln 100``), or a fixed one
-    when ``learn_temperature=False``. ``freeze_a`` / ``freeze_b`` lock a tower (its weights get no gradient;
-    its head still trains), as LiT locks a pretrained tower (Zhai et al. 2022). Encoders must have an
+    with the learnable ``logit_scale`` (``t₀ = ln(1/temperature)``; :meth:`clamp_logit_scale_` keeps it in
+    ``[0, ln 100]`` after each step, as CLIP does), or a fixed one when ``learn_temperature=False``. ``freeze_a`` /
+    ``freeze_b`` lock a tower (its weights get no gradient; its head still trains), as LiT locks a pretrained
+    tower (Zhai et al. 2022). Encoders must have an
     ``out_dim`` attribute, or pass ``a_dim`` / ``b_dim``.
     """
 
@@ -120,6 +127,8 @@ class DualEncoder(nn.Module):
         super().__init__()
         if not 0.01 <= temperature:
             raise ValueError(f"temperature must be >= 0.01 (CLIP's clamp), got {temperature}")
+        if learn_temperature and temperature > 1:
+            raise ValueError(f"a learned temperature must start in [0.01, 1] (the clamp's range), got {temperature}")
         if embed_dim < 1:
             raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")
         a_dim = a_dim if a_dim is not None else getattr(encoder_a, "out_dim", None)
@@ -148,8 +157,18 @@ class DualEncoder(nn.Module):
 
     @property
     def temperature(self) -> float:
-        """``τ = 1 / exp(min(t, ln 100))``."""
-        return math.exp(-min(float(self.logit_scale.detach()), MAX_LOGIT_SCALE))
+        """``τ = 1 / exp(t)``, the temperature the forward pass uses."""
+        return math.exp(-float(self.logit_scale.detach()))
+
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> DualEncoder:
+        """Clamp the logit-scale parameter in place into ``[0, ln 100]`` (τ in ``[0.01, 1]``), as CLIP does after
+        every optimizer step (OpenCLIP: ``logit_scale.clamp_(0, math.log(100))``). The forward pass never
+        clamps, so the gradient with respect to ``t`` stays alive and a ``t`` pushed past the bound by one step
+        is brought back by this call. A fixed temperature (a buffer) is left alone. Returns ``self``."""
+        if isinstance(self.logit_scale, nn.Parameter):
+            self.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
+        return self
 
     def embed_a(self, x: Inputs) -> torch.Tensor:
         """Normalised embeddings (B, embed_dim) of tower a's inputs (a tensor, or a tuple of its arguments),
@@ -250,6 +269,13 @@ def _rebuild(parts: Sequence[torch.Tensor], like: Inputs) -> Inputs:
     return tuple(parts) if isinstance(like, (tuple, list)) else parts[0]
 
 
+def _clamp_after_step(model: nn.Module, batch: Sequence[torch.Tensor]) -> None:
+    """:func:`mmlab.train.fit`'s ``after_step`` hook: CLIP's clamp of the logit-scale parameter."""
+    clamp = getattr(model, "clamp_logit_scale_", None)
+    if clamp is not None:
+        clamp()
+
+
 def train_contrastive(
     model: DualEncoder,
     x_a: Inputs,
@@ -272,7 +298,9 @@ def train_contrastive(
     Each epoch draws a new order from a generator seeded with ``seed`` (:func:`mmlab.train.make_loader`) and
     drops the last incomplete batch, so that every step has exactly ``batch_size`` candidates (chance loss
     ``ln batch_size``). ``x_a`` / ``x_b`` are a tensor or a tuple of a tower's arguments (e.g. audio and its
-    lengths). The towers run under AMP on CUDA; the loss is computed in float32. Returns the
+    lengths). After every optimizer step the learned logit scale is clamped into ``[0, ln 100]``
+    (:meth:`DualEncoder.clamp_logit_scale_`, the ``after_step`` hook of :func:`~mmlab.train.fit`), as in CLIP.
+    The towers run under AMP on CUDA; the loss is computed in float32. Returns the
     :class:`~mmlab.train.History`: per step ``history.steps_log["loss"]`` and ``["logit_scale"]`` (the ``t``
     used in that step's loss), per epoch ``history["train_loss"]`` and ``["logit_scale"]`` (epoch means).
     """
@@ -306,6 +334,7 @@ def train_contrastive(
         epochs=epochs,
         optimizer=opt,
         compute_loss=compute_loss,
+        after_step=_clamp_after_step,
         log_steps=True,
         device=device,
         amp=amp,

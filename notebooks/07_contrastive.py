@@ -18,20 +18,24 @@
 # # Lesson 7 — A small multimodal foundation model: contrastive pretraining, zero-shot, retrieval
 #
 # **What you'll do:** train image, audio and text encoders into *one* embedding space with CLIP's contrastive
-# loss, using nothing but pairs (an image and its caption, a spoken word and its caption) — no class labels.
-# Then use that space for things it was never trained to do: classify digits and shapes *zero-shot* from text
-# prompts, and search images and sounds with a typed query.
+# loss, using nothing but pairs (an image and its caption, a spoken word and its caption) — no class index and
+# no classifier head. The supervision is in the captions: they are templates filled in with the digit (or the
+# shape's colour and shape), so they *name* the class in words. Then use that space for things it was not
+# trained to do: classify digits and shapes *zero-shot* from text prompts worded unlike any training caption,
+# and search images and sounds with a typed query.
 #
 # **What you'll learn:**
 # * the CLIP loss from first principles: a similarity matrix, two cross-entropies, and why a loss stuck at
 #   `ln B` means nothing is being learned;
 # * why the tempting shortcut "pull matching pairs together" collapses, and how negatives prevent it;
-# * how to score a shared space: Recall@K, median rank, zero-shot accuracy with prompt ensembling;
+# * how to score a shared space: Recall@K, median rank, zero-shot accuracy with prompt ensembling — and how to
+#   check that a "zero-shot" prompt is not a training caption in disguise;
 # * what a frozen *pretrained* text tower (all-MiniLM-L6-v2) buys when pairs are few;
-# * what temperature and batch size do here — and why the answers differ from CLIP's web-scale lore.
+# * what temperature and batch size do here, chosen on validation and reported on test — and why the answers
+#   differ from CLIP's web-scale lore.
 #
 # **What you'll need:** lessons 0 and 1 (AV-Digits, InfoNCE in one sentence), cross-entropy and cosine
-# similarity. Everything runs on a laptop CPU in about a minute. **Time:** ~40 minutes.
+# similarity. Everything runs on a laptop CPU. **Time:** ~40 minutes.
 
 # %%
 # Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
@@ -50,15 +54,21 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## 1. The idea: two towers, one space
 # A *foundation model* in the CLIP sense (Radford et al. 2021) is two encoders — one per modality — trained so
-# that an image and the text that describes it land on nearby points of a shared space. Nothing tells the model
-# what a "seven" is; it only sees which image came with which caption. If it succeeds, "seven" ends up near
-# every image of a seven, and then:
+# that an image and the text that describes it land on nearby points of a shared space. The model is never given
+# a class index: it only sees which image came with which caption. Here, though, the captions are written from
+# the labels ("a handwritten seven", "the digit 7", sometimes misspelled), so the word for the class *is* in
+# every caption; what the model must learn is to map pixels (or sound) and those words to the same place. If it
+# succeeds, "seven" ends up near every image of a seven, and then:
 # * **retrieval** is a nearest-neighbour search (text → images, images → text, text → sounds);
 # * **zero-shot classification** is retrieval among a few written class descriptions ("a photo of the number
-#   seven", …): no classifier is trained.
+#   seven", …): no classifier is trained. It is zero-shot in the sense that the prompts are worded unlike any
+#   training caption (we check that in code), not in the sense that the classes were never named in training.
 #
 # We build it on AV-Digits (8×8 digits, spoken digits, templated captions) and on easy-VQA (coloured shapes),
-# with towers small enough to train in seconds.
+# with towers small enough to train in seconds. **Splits:** AV-Digits has train / val (seen voices, unseen
+# recordings, unseen images) / test (unseen voices, unseen images). The one setting this lesson chooses — the
+# temperature in §7 — is chosen on val; every other recipe (epochs, learning rate, widths, prompts, queries) is
+# fixed beforehand, not tuned; each table says which split it shows.
 
 # %%
 # %matplotlib inline
@@ -70,16 +80,17 @@ import torch
 import torch.nn.functional as F
 from ipywidgets import FloatSlider, IntSlider, Layout, Text, fixed, interact
 
-from mmlab import get_device, seed_everything
+from mmlab import get_device
 from mmlab.data import DIGIT_WORDS, load_avdigits
 from mmlab.models import AudioCNN, ImageCNN, MLPEncoder
+from mmlab.stats import format_spread, paired_bootstrap, sign_count
 from mmlab.text import load_text_encoder
 from mmlab.viz import bar_chart, new_figure, plot_curves, show_images
 
 device = get_device()
 t_start = time.process_time()
-train, test = load_avdigits("train"), load_avdigits("test")
-print(f"device {device} · AV-Digits: {len(train)} training pairs, {len(test)} test pairs")
+train, val, test = load_avdigits("train"), load_avdigits("val"), load_avdigits("test")
+print(f"device {device} · AV-Digits: {len(train)} training pairs, {len(val)} val pairs, {len(test)} test pairs")
 print("a few captions:", train.text[:6])
 print(f"distinct captions in training: {len(set(train.text))}")
 
@@ -96,8 +107,9 @@ print(f"distinct captions in training: {len(set(train.text))}")
 # * **chance is `ln B`**: if the model cannot tell the pairs apart, every logit in a row is equal, the softmax
 #   gives each candidate `1/B`, and the cross-entropy is `−ln(1/B) = ln B`. A loss that stays near `ln B` has
 #   learned nothing, whatever its absolute value looks like;
-# * CLIP starts at `τ = 0.07` (`t₀ = ln(1/0.07) ≈ 2.66`) and clamps `t ≤ ln 100` (τ ≥ 0.01), so logits lie in
-#   `[−100, 100]`.
+# * CLIP starts at `τ = 0.07` (`t₀ = ln(1/0.07) ≈ 2.66`) and keeps `t ≤ ln 100` (τ ≥ 0.01), so logits lie in
+#   `[−100, 100]`. It does so by clamping the *parameter* `t` after each optimizer step; the loss itself uses
+#   `exp(t)` as it is.
 #
 # Here it is, written the long way:
 
@@ -107,39 +119,49 @@ def my_clip_loss(image_emb, text_emb, t):
     """CLIP's symmetric InfoNCE, written out: normalise, similarity matrix, one CE per direction."""
     img = image_emb / image_emb.norm(dim=1, keepdim=True)
     txt = text_emb / text_emb.norm(dim=1, keepdim=True)
-    logits = math.exp(min(t, math.log(100))) * img @ txt.T  # (B, B); row i = image i against all captions
+    logits = math.exp(t) * img @ txt.T  # (B, B); row i = image i against all captions
     target = torch.arange(len(img))  # caption i belongs to image i
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-from mmlab.contrastive import INIT_LOGIT_SCALE, clip_loss
+from mmlab.contrastive import INIT_LOGIT_SCALE, MAX_LOGIT_SCALE, clip_loss
 
 g = torch.Generator().manual_seed(0)
 a, b = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+print(f"t₀ = {INIT_LOGIT_SCALE:.3f}, s₀ = exp(t₀) = {math.exp(INIT_LOGIT_SCALE):.2f}")
 print(f"random embeddings:   mine {my_clip_loss(a, b, INIT_LOGIT_SCALE):.4f} · mmlab {clip_loss(a, b):.4f}")
 same = torch.ones(8, 16)
 print(f"identical embeddings: {clip_loss(same, same):.4f} = ln 8 = {math.log(8):.4f}")
 print(f"perfect pairs (b = a): {clip_loss(a, a):.4f}")
+t_high = torch.tensor(MAX_LOGIT_SCALE + 1, requires_grad=True)
+clip_loss(a, b, t_high).backward()
+print(f"dL/dt at t = ln 100 + 1: {t_high.grad:.3f} (alive: the forward pass does not clamp)")
+assert abs(INIT_LOGIT_SCALE - 2.66) < 0.005 and abs(math.exp(INIT_LOGIT_SCALE) - 14.3) < 0.05
 assert torch.allclose(my_clip_loss(a, b, INIT_LOGIT_SCALE), clip_loss(a, b), atol=1e-6)
 assert abs(clip_loss(same, same).item() - math.log(8)) < 1e-5
 assert clip_loss(a, a) < 0.5 * math.log(8) < math.log(8) < clip_loss(a, b)
+assert t_high.grad.abs() > 1e-3
 
 # %% [markdown]
 # `mmlab.contrastive.clip_loss` is the same function, with shape checks (mismatched batch sizes or widths
-# raise an error naming the argument) and the clamp applied so that no gradient pushes `t` above `ln 100`.
-# Random embeddings score *above* `ln 8`: random similarities scaled by 14.3 give confident wrong answers,
-# which cost more than honest uncertainty.
+# raise an error naming the argument). Where does CLIP's bound `t ≤ ln 100` go? Not into the loss: clamping
+# the value used in the forward pass would make the gradient with respect to `t` exactly zero above `ln 100`, so
+# a temperature that got there could never come back. CLIP clamps the *parameter* after each optimizer step;
+# here `DualEncoder.clamp_logit_scale_()` does that, and `train_contrastive` calls it after every step (the
+# `after_step` hook of `mmlab.train.fit`). Random embeddings score *above* `ln 8`: random similarities scaled
+# by `s₀` (printed above) give confident wrong answers, which cost more than honest uncertainty.
 #
 # ## 3. The tempting recipe: "pull matching pairs together"
 # A shortcut that looks reasonable: we want matching pairs close, so minimise `1 − cos(image_i, text_i)` over
 # the pairs, and skip the B × B matrix. Let's train it. The towers: an MLP on the 64 pixels, and for text the
 # pretrained **all-MiniLM-L6-v2**, frozen (more in §6); each tower ends in a linear projection head into a
 # 32-d shared space. `mmlab.contrastive.DualEncoder` wires that up; `train_contrastive` trains it with the
-# course's one loop, `mmlab.train.fit` (AdamW over shuffled batches of pairs, the loss given as a hook).
+# course's one loop, `mmlab.train.fit` (AdamW over shuffled batches of pairs, the loss given as a hook), and
+# `mmlab.lessons.contrastive.train_seeds` does so once per seed, keeping each model.
 #
 # A frozen text tower gives the same vector for the same caption every time, so we compute MiniLM's embedding
-# **once per distinct text** (a couple of hundred here) and look it up during training — `FrozenTextTower` does this;
-# MiniLM never runs inside the training loop.
+# **once per distinct text** (the count is printed below) and look it up during training — `FrozenTextTower`
+# does this; MiniLM never runs inside the training loop.
 
 # %%
 from mmlab.contrastive import (
@@ -148,14 +170,13 @@ from mmlab.contrastive import (
     embed,
     fill_templates,
     retrieval_report,
-    train_contrastive,
     zero_shot_predict,
     zero_shot_weights,
 )
-from mmlab.lessons.contrastive import summarize  # mean and standard deviation (ddof=1) of a metric over runs
+from mmlab.lessons.contrastive import per_seed, seen_wordings, summarize, train_seeds
 
 minilm = load_text_encoder("sentence-transformers/all-MiniLM-L6-v2")  # offline: the packaged copy, and it says so
-digit_tower = FrozenTextTower(minilm, train.text + test.text)
+digit_tower = FrozenTextTower(minilm, train.text + val.text + test.text)
 print(f"frozen text tower: {digit_tower.source}; {len(digit_tower.table)} distinct texts × {digit_tower.out_dim}-d")
 
 
@@ -171,46 +192,14 @@ def digit_model(text_tower=None, **kwargs):
     return DualEncoder(MLPEncoder(64, 64), tower, embed_dim=32, freeze_b=isinstance(tower, FrozenTextTower), **kwargs)
 
 
-EPOCHS, BATCH, SEEDS = 30, 128, [0, 1, 2]
-seed_everything(SEEDS[0])
-naive = digit_model()
-h_naive = train_contrastive(
-    naive,
-    train.image,
-    digit_tower.ids(train.text),
-    epochs=EPOCHS,
-    batch_size=BATCH,
-    seed=SEEDS[0],
-    loss_fn=pull_together_loss,
-    desc="pull together",
-)
-z_img = embed(naive.embed_a, test.image)
-z_txt = embed(naive.embed_b, digit_tower.ids(test.text))
-off_diag = ~torch.eye(len(z_img), dtype=torch.bool)
-spread = (z_img @ z_img.T)[off_diag].mean().item()
-print(f"final 'pull together' loss {h_naive['train_loss'][-1]:.5f}  (0 is its best possible value)")
-print(f"mean cosine between embeddings of *different* test images: {spread:.4f}")
-print(
-    f"CLIP loss of these embeddings on a test batch of {BATCH}: {clip_loss(z_img[:BATCH], z_txt[:BATCH], naive.logit_scale):.3f}"
-    f"  vs ln B = {math.log(BATCH):.3f}"
-)
-
-# %% [markdown]
-# The loss went to ~0 — and the model is useless in the way that matters: every image maps to (almost) the same
-# point, and so does every caption. That is **collapse**: the easiest way to make every pair agree is to make
-# *everything* agree. Scored with the CLIP loss, these embeddings sit exactly at chance, `ln B`. Negatives are
-# what forbids collapse: the B × B loss rewards a caption for being far from the *other* images. Same towers,
-# same data, same seeds, with `clip_loss`:
-
-
-# %%
 def text_embedder(model, texts_to_input):
     """texts -> the model's normalised text embeddings."""
     return lambda texts: model.embed_b(texts_to_input(texts))
 
 
-def digit_eval(model, texts_to_input, data=test):
-    """Class-level retrieval both ways and zero-shot accuracy of an image↔text model on AV-Digits."""
+def digit_eval(model, texts_to_input, data):
+    """Class-level retrieval both ways and zero-shot accuracy (every prompt set) of an image↔text model on the
+    AV-Digits split ``data``."""
     z_i = embed(model.embed_a, data.image)
     z_t = embed(model.embed_b, texts_to_input(data.text))
     out = retrieval_report(z_i, z_t, data.label, data.label)
@@ -227,44 +216,61 @@ TEMPLATES = [
     "a drawing of a {w}",
     "the number {d}",
 ]
+SEEN = "training captions"
 PROMPTS = {
     "5 prompts": fill_templates(TEMPLATES, [dict(w=w, d=d) for d, w in enumerate(DIGIT_WORDS)]),
     "'the number 7'": [[f"the number {d}"] for d in range(10)],
+    # for comparison: every distinct training caption of each digit, i.e. wordings the model was trained on
+    SEEN: [sorted({t for t, y in zip(train.text, train.label.tolist()) if y == c}) for c in range(10)],
 }
-lit_runs, naive_runs = {}, {}
-for seed in SEEDS:
-    seed_everything(seed)
-    model = digit_model()
-    hist = train_contrastive(
-        model,
-        train.image,
-        digit_tower.ids(train.text),
-        epochs=EPOCHS,
-        batch_size=BATCH,
-        seed=seed,
-        desc=f"CLIP seed {seed}",
-    )
-    lit_runs[seed] = (model, hist, digit_eval(model, digit_tower.ids))
-    if seed != SEEDS[0]:  # the first seed of the tempting recipe is trained above
-        seed_everything(seed)
-        naive = digit_model()
-        train_contrastive(
-            naive,
-            train.image,
-            digit_tower.ids(train.text),
-            epochs=EPOCHS,
-            batch_size=BATCH,
-            seed=seed,
-            loss_fn=pull_together_loss,
-            desc=f"pull together seed {seed}",
-        )
-    naive_runs[seed] = digit_eval(naive, digit_tower.ids)
+EPOCHS, BATCH = 30, 128  # fixed beforehand, not tuned
+SEEDS = [0, 1, 2, 3, 4]  # five seeds: some claims below rest on differences of a few points
+NAIVE_SEEDS = SEEDS[:3]  # the collapse is not subtle; three seeds show it
+R1 = "image→text R@1"
+pairs = (train.image, digit_tower.ids(train.text))
+naive_runs = train_seeds(
+    digit_model,
+    *pairs,
+    lambda m: digit_eval(m, digit_tower.ids, test),
+    seeds=NAIVE_SEEDS,
+    epochs=EPOCHS,
+    batch_size=BATCH,
+    loss_fn=pull_together_loss,
+    desc="pull together",
+)
+naive, h_naive = naive_runs[0].model, naive_runs[0].history
+z_img = embed(naive.embed_a, test.image)
+z_txt = embed(naive.embed_b, digit_tower.ids(test.text))
+off_diag = ~torch.eye(len(z_img), dtype=torch.bool)
+collapse = (z_img @ z_img.T)[off_diag].mean().item()
+naive_clip = clip_loss(z_img[:BATCH], z_txt[:BATCH], naive.logit_scale).item()
+print(f"seed 0: final 'pull together' loss {h_naive['train_loss'][-1]:.5f}  (0 is its best possible value)")
+print(f"mean cosine between embeddings of *different* test images: {collapse:.4f}")
+print(f"CLIP loss of these embeddings on a test batch of {BATCH}: {naive_clip:.3f}  vs ln B = {math.log(BATCH):.3f}")
 
+# %% [markdown]
+# The loss went to ~0 — and the model is useless in the way that matters: every image maps to (almost) the same
+# point, and so does every caption. That is **collapse**: the easiest way to make every pair agree is to make
+# *everything* agree. Scored with the CLIP loss, these embeddings sit at chance, `ln B`. Negatives are
+# what forbids collapse: the B × B loss rewards a caption for being far from the *other* images. Same towers,
+# same data, same seeds, with `clip_loss` — CLIP's recipe as published (learned temperature from τ = 0.07), a
+# fixed recipe, so we may read its test numbers now. Each model is scored on val too; §7 needs those.
 
-for name, runs in (("pull together", list(naive_runs.values())), ("CLIP loss", [r[2] for r in lit_runs.values()])):
-    cells = "  ".join(
-        f"{k} {m:.3f}±{s:.3f}" for k in ("image→text R@1", "text→image R@1") for m, s in [summarize(runs, k)]
-    )
+# %%
+lit_runs = train_seeds(
+    digit_model,
+    *pairs,
+    lambda m: digit_eval(m, digit_tower.ids, val),
+    seeds=SEEDS,
+    epochs=EPOCHS,
+    batch_size=BATCH,
+    desc="CLIP",
+)  # .metrics: val
+lit_test = [digit_eval(r.model, digit_tower.ids, test) for r in lit_runs]
+naive_test = [r.metrics for r in naive_runs]
+print("test split, class-level R@1:")
+for name, runs in (("pull together", naive_test), ("CLIP loss", lit_test)):
+    cells = "   ".join(f"{k} {format_spread(per_seed(runs, k), 100, ' %')}" for k in (R1, "text→image R@1"))
     print(f"{name:14s} {cells}")
 
 # %% [markdown]
@@ -272,25 +278,27 @@ for name, runs in (("pull together", list(naive_runs.values())), ("CLIP loss", [
 # here is **class-level**: a hit is any item of the query's digit. `R@1` is the share of queries whose top
 # result is right (chance ≈ 0.1 with ten balanced digits); `R@K` whether a right one is among the top K; `MdR`
 # the median rank of the first right item. Ties count against the query, so a perfectly collapsed model gets
-# no credit.
+# no credit. Spreads are mean ± standard deviation (ddof = 1) over seeds, with min–max; how these numbers are
+# made and what the asserts certify: [How this course measures](00_setup.ipynb#How-this-course-measures).
 #
 # The collapsed model still ranks better than chance — there is residual structure in the last decimals of
-# its nearly identical vectors — but far below the CLIP loss, and nothing in its loss told us.
+# its nearly identical vectors — but far below the CLIP loss in every seed (by more than 20 points, the margin
+# asserted below), and nothing in its loss told us.
 
 # %%
-lit_R1 = summarize([r[2] for r in lit_runs.values()], "image→text R@1")[0]
-naive_R1 = summarize(list(naive_runs.values()), "image→text R@1")[0]
+lit_R1, naive_R1 = per_seed(lit_test, R1), per_seed(naive_test, R1)
 assert h_naive["train_loss"][-1] < 0.01, "the tempting loss reaches ~0 ..."
-assert spread > 0.99, "... because every embedding collapses onto one point"
-assert abs(clip_loss(z_img[:BATCH], z_txt[:BATCH], naive.logit_scale).item() - math.log(BATCH)) < 0.05
-assert 0.2 < naive_R1 < lit_R1 - 0.2, (naive_R1, lit_R1)
+assert collapse > 0.99, "... because every embedding collapses onto one point"
+assert abs(naive_clip - math.log(BATCH)) < 0.05, "... and the CLIP loss of the collapsed space is at chance"
+assert min(naive_R1) > 0.2, "above chance (0.1) in every seed"
+assert sign_count(lit_R1[: len(NAIVE_SEEDS)], naive_R1, margin=0.2) == len(NAIVE_SEEDS), (lit_R1, naive_R1)
 
 # %% [markdown]
 # ## 4. A CLIP model for AV-Digits: what it learned
 # The training loss against its chance level, and the learned temperature, step by step (seed 0):
 
 # %%
-model0, hist0, _ = lit_runs[SEEDS[0]]
+model0, hist0 = lit_runs[0].model, lit_runs[0].history
 fig, (ax1, ax2) = new_figure(1, 2, size=(10, 3.4))
 steps = np.arange(1, hist0.steps + 1)  # per-step values: hist0.steps_log; per-epoch values: hist0.metrics
 ax1.plot(steps, hist0.steps_log["loss"], lw=1, label="CLIP loss (training batch)")
@@ -306,7 +314,7 @@ fig
 # diagonal is not what lights up — **blocks** do: every seven is close to every seven-caption. For this data
 # that is the right answer, and it is worth remembering in §7: inside a batch, the other sevens are
 # "negatives" that the loss pushes away although their captions are just as true. These are **false
-# negatives**, and with ten digits a batch of 128 holds about a dozen for every pair.
+# negatives**; how many a batch holds for each pair is printed below.
 
 # %%
 order = torch.argsort(test.label[:40], stable=True)
@@ -321,34 +329,55 @@ ax.set(xlabel="caption (its digit)", ylabel="image (its digit)", title="Test sim
 fig.colorbar(im, ax=ax, label="cosine similarity")
 fig
 
+# %%
+share = train.label.bincount(minlength=10).double() / len(train)
+false_negatives = (BATCH - 1) * float((share**2).sum())  # expected same-digit items among the other B − 1
+print(f"a batch of {BATCH} holds {false_negatives:.1f} false negatives per pair on average (same digit, other item)")
+assert 11 < false_negatives < 14, "about a dozen"
+
 # %% [markdown]
 # Retrieval and **zero-shot classification**. To classify zero-shot, embed a few *prompts* per class, average
 # their normalised embeddings and renormalise (prompt ensembling, Radford et al. 2021), then predict the class
-# whose vector is closest: `ŷ = argmax_c ẑ·w_c`. Our prompt templates ("a photo of the number {w}", "this is a
-# {w}", …) are not the training templates, and no label was used in training.
+# whose vector is closest: `ŷ = argmax_c ẑ·w_c`. Two prompt sets are zero-shot in the sense above: the 5-prompt
+# ensemble ("a photo of the number {w}", "this is a {w}", …) and the single prompt "the number 7"; the next
+# cell checks that **none of their prompts is a training caption**. The third set is the opposite, for
+# comparison: every training caption of each digit — wordings the model was trained on. Its gap to the unseen
+# wordings measures how much of "zero-shot" accuracy comes from having seen the exact words.
 
 # %%
-rows = {}
+for name, prompts in PROMPTS.items():
+    if name != SEEN:
+        assert not seen_wordings(prompts, train.text), (name, seen_wordings(prompts, train.text))
+assert len(seen_wordings(PROMPTS[SEEN], train.text)) == len(set(train.text))
+print("no prompt of the zero-shot sets is a training caption (checked against all", len(set(train.text)), "of them)")
+print("test split, CLIP recipe (learned τ):")
 for key in (
-    "image→text R@1",
+    R1,
     "image→text R@5",
     "image→text MdR",
     "text→image R@1",
     "text→image R@5",
-    "zero-shot (5 prompts)",
-    "zero-shot ('the number 7')",
+    *(f"zero-shot ({p})" for p in PROMPTS),
 ):
-    m, s = summarize([r[2] for r in lit_runs.values()], key)
-    rows[key] = m
-    print(f"{key:28s} {m:.3f} ± {s:.3f}   seeds: {[round(r[2][key], 3) for r in lit_runs.values()]}")
-final_loss = np.mean([h["train_loss"][-1] for _, h, _ in lit_runs.values()])
-print(f"final training loss {final_loss:.2f} vs chance ln {BATCH} = {math.log(BATCH):.2f}")
+    scale, unit = (1, "") if "MdR" in key else (100, " %")
+    print(f"{key:34s} {format_spread(per_seed(lit_test, key), scale, unit)}")
+final_loss = [r.history["train_loss"][-1] for r in lit_runs]
+print(f"final training loss {format_spread(final_loss, digits=2)} vs chance ln {BATCH} = {math.log(BATCH):.2f}")
+seen_gap = paired_bootstrap(per_seed(lit_test, f"zero-shot ({SEEN})"), per_seed(lit_test, "zero-shot (5 prompts)"))
+print(f"seen wordings − 5 unseen prompts (test): {seen_gap.format(100, ' pts')}")
+
+# %% [markdown]
+# The loss falls far below chance in every seed; retrieval and zero-shot accuracy are far above chance (0.1) in
+# every seed. And the exact training wordings buy little here: the seen-caption ensemble's gap to the five
+# unseen prompts has a 95% interval inside ±2 points (printed above). MiniLM maps "a photo of the number seven"
+# and "a handwritten seven" to nearby points before any training, so the image tower only has to meet the text
+# side somewhere near both.
 
 # %%
-assert final_loss < 0.5 * math.log(BATCH), "the loss falls far below chance"
-assert rows["image→text R@1"] > 0.85 and rows["text→image R@1"] > 0.85, "retrieval R@1 far above chance (0.1)"
-assert rows["zero-shot (5 prompts)"] > 0.85, "zero-shot accuracy far above chance (0.1)"
-assert not set(sum(PROMPTS["5 prompts"], [])) & set(train.text), "no prompt is a training caption"
+assert max(final_loss) < 0.5 * math.log(BATCH), "the loss falls far below chance"
+assert min(lit_R1) > 0.85 and min(per_seed(lit_test, "text→image R@1")) > 0.85, "R@1 far above chance (0.1)"
+assert min(per_seed(lit_test, "zero-shot (5 prompts)")) > 0.85, "zero-shot far above chance (0.1)"
+assert -0.02 < seen_gap.low and seen_gap.high < 0.02, seen_gap
 
 # %% [markdown]
 # ### Audio ↔ text
@@ -359,34 +388,37 @@ assert not set(sum(PROMPTS["5 prompts"], [])) & set(train.text), "no prompt is a
 mu, sd = train.audio.mean(), train.audio.std()
 audio_train = ((train.audio - mu) / sd, train.audio_len)
 audio_test = ((test.audio - mu) / sd, test.audio_len)
-audio_runs = {}
-for seed in SEEDS:
-    seed_everything(seed)
-    amodel = DualEncoder(AudioCNN(32, 64, width=32), digit_tower, embed_dim=32, freeze_b=True)
-    train_contrastive(
-        amodel,
-        audio_train,
-        digit_tower.ids(train.text),
-        epochs=10,
-        batch_size=BATCH,
-        seed=seed,
-        desc=f"audio seed {seed}",
-    )
-    z_a = embed(amodel.embed_a, audio_test)
+
+
+def audio_eval(model):
+    """Class-level audio↔text retrieval and 5-prompt zero-shot accuracy on the test split."""
+    z_a = embed(model.embed_a, audio_test)
     rep = retrieval_report(
-        z_a, embed(amodel.embed_b, digit_tower.ids(test.text)), test.label, test.label, names=("audio", "text")
+        z_a, embed(model.embed_b, digit_tower.ids(test.text)), test.label, test.label, names=("audio", "text")
     )
-    w = zero_shot_weights(text_embedder(amodel, digit_tower.ids), PROMPTS["5 prompts"])
+    w = zero_shot_weights(text_embedder(model, digit_tower.ids), PROMPTS["5 prompts"])
     rep["zero-shot (5 prompts)"] = (zero_shot_predict(z_a, w) == test.label).float().mean().item()
-    audio_runs[seed] = (amodel, rep)
+    return rep
+
+
+audio_runs = train_seeds(
+    lambda: DualEncoder(AudioCNN(32, 64, width=32), digit_tower, embed_dim=32, freeze_b=True),
+    audio_train,
+    digit_tower.ids(train.text),
+    audio_eval,
+    seeds=NAIVE_SEEDS,
+    epochs=10,
+    batch_size=BATCH,
+    desc="audio",
+)
+print("test split (unseen voices):")
 for key in ("audio→text R@1", "text→audio R@1", "zero-shot (5 prompts)"):
-    m, s = summarize([r for _, r in audio_runs.values()], key)
-    print(f"{key:24s} {m:.3f} ± {s:.3f}   seeds: {[round(r[key], 3) for _, r in audio_runs.values()]}")
+    print(f"{key:24s} {format_spread(per_seed([r.metrics for r in audio_runs], key), 100, ' %')}")
 
 # %%
 assert not set(train.voice.tolist()) & set(test.voice.tolist()), "test voices are unseen"
-assert summarize([r for _, r in audio_runs.values()], "audio→text R@1")[0] > 0.7, "far above chance (0.1)"
-assert summarize([r for _, r in audio_runs.values()], "zero-shot (5 prompts)")[0] > 0.7, "far above chance (0.1)"
+assert min(per_seed([r.metrics for r in audio_runs], "audio→text R@1")) > 0.7, "far above chance (0.1)"
+assert min(per_seed([r.metrics for r in audio_runs], "zero-shot (5 prompts)")) > 0.7, "far above chance (0.1)"
 
 # %% [markdown]
 # ## 5. A second data set: easy-VQA shapes
@@ -395,10 +427,15 @@ assert summarize([r for _, r in audio_runs.values()], "zero-shot (5 prompts)")[0
 # question–answer pairs tell us each image's colour and shape, from which we write captions such as "a blue
 # circle" (`mmlab.lessons.contrastive.easy_vqa_pairs`, which reads the attributes with `easy_vqa_attributes` and
 # fills one of four caption templates; the few images whose questions leave an attribute open are dropped).
-# Images are resized to 16×16; the image tower is a small CNN.
+# So here too the captions carry the labels, in words. Images are resized to 16×16; the image tower is a small
+# CNN. Nothing is chosen on easy-VQA (its recipe and prompts are fixed beforehand), so it needs no val split;
+# every number below is on its test split.
 
 # %%
-from mmlab.lessons.contrastive import EASY_VQA_COLORS as COLORS, EASY_VQA_SHAPES as SHAPES, easy_vqa_pairs
+from mmlab.lessons.contrastive import EASY_VQA_CAPTION_TEMPLATES
+from mmlab.lessons.contrastive import EASY_VQA_COLORS as COLORS
+from mmlab.lessons.contrastive import EASY_VQA_SHAPES as SHAPES
+from mmlab.lessons.contrastive import easy_vqa_pairs
 
 vqa_img, vqa_txt, vqa_color, vqa_shape = easy_vqa_pairs("train", 800, seed=0)
 vqa_img_test, vqa_txt_test, vqa_color_test, vqa_shape_test = easy_vqa_pairs("test", 300, seed=1)
@@ -411,47 +448,71 @@ show_images(
     title="easy-VQA test images (16×16) and the colour and shape read off their questions",
 )
 
+# %% [markdown]
+# The prompts: colour alone (8 classes), shape alone (3), and colour and shape together (24) in two wordings.
+# "a {colour} {shape}" is **training caption template 0**, so it is a *seen* template, not a zero-shot prompt;
+# the other wording ("a {shape} in {colour}", "a {colour}-coloured {shape}") is not a training caption. The
+# next cell checks every prompt set against every caption the four templates can produce, and the gap between
+# the two wordings says what having seen the template is worth.
+
 # %%
+SEEN_VQA = "colour+shape (24), seen template"
 SHAPE_PROMPTS = {
     "colour (8)": [[f"a {c} shape", f"something {c}"] for c in COLORS],
     "shape (3)": [[f"a {s}", f"a {s} of some colour"] for s in SHAPES],
-    "colour+shape (24)": [[f"a {c} {s}"] for c in COLORS for s in SHAPES],
+    SEEN_VQA: [[f"a {c} {s}"] for c in COLORS for s in SHAPES],
+    "colour+shape (24), unseen wording": [[f"a {s} in {c}", f"a {c}-coloured {s}"] for c in COLORS for s in SHAPES],
 }
+every_caption = [t.format(c=c, s=s) for t in EASY_VQA_CAPTION_TEMPLATES for c in COLORS for s in SHAPES]
+for name, prompts in SHAPE_PROMPTS.items():
+    seen = seen_wordings(prompts, every_caption + vqa_txt)
+    print(f"{name:36s} prompts that are training captions: {len(seen)} of {sum(map(len, prompts))}")
+    assert (len(seen) == sum(map(len, prompts))) if name == SEEN_VQA else not seen, name
+
 vqa_tower = FrozenTextTower(minilm, vqa_txt + vqa_txt_test + sum(sum(SHAPE_PROMPTS.values(), []), []))
 combo_test = vqa_color_test * len(SHAPES) + vqa_shape_test
-vqa_targets = {"colour (8)": vqa_color_test, "shape (3)": vqa_shape_test, "colour+shape (24)": combo_test}
-vqa_runs = {}
-for seed in SEEDS[:2]:
-    seed_everything(seed)
-    vmodel = DualEncoder(ImageCNN(64, in_channels=3, width=16), vqa_tower, embed_dim=32, freeze_b=True)
-    train_contrastive(
-        vmodel,
-        (vqa_img - pix_mean) / pix_std,
-        vqa_tower.ids(vqa_txt),
-        epochs=30,
-        batch_size=BATCH,
-        seed=seed,
-        desc=f"easy-VQA seed {seed}",
-    )
-    z_v = embed(vmodel.embed_a, (vqa_img_test - pix_mean) / pix_std)
-    rep = retrieval_report(z_v, embed(vmodel.embed_b, vqa_tower.ids(vqa_txt_test)), combo_test, combo_test)
+vqa_targets = {"colour (8)": vqa_color_test, "shape (3)": vqa_shape_test}
+vqa_x, vqa_x_test = (vqa_img - pix_mean) / pix_std, (vqa_img_test - pix_mean) / pix_std
+
+
+def vqa_eval(model):
+    """Class-level retrieval (by colour and shape) and zero-shot accuracy per prompt set on easy-VQA test; the
+    per-image hits of each prompt set ride along under ``"_hits ..."`` (for an item-level paired bootstrap)."""
+    z_v = embed(model.embed_a, vqa_x_test)
+    rep = retrieval_report(z_v, embed(model.embed_b, vqa_tower.ids(vqa_txt_test)), combo_test, combo_test)
     for name, prompts in SHAPE_PROMPTS.items():
-        w = zero_shot_weights(text_embedder(vmodel, vqa_tower.ids), prompts)
-        rep[f"zero-shot {name}"] = (zero_shot_predict(z_v, w) == vqa_targets[name]).float().mean().item()
-    vqa_runs[seed] = (vmodel, rep)
-vqa_mean = {k: summarize([r for _, r in vqa_runs.values()], k)[0] for k in vqa_runs[SEEDS[0]][1]}
-print({k: [round(r[k], 3) for _, r in vqa_runs.values()] for k in vqa_mean if "R@1" in k or "zero" in k})
+        w = zero_shot_weights(text_embedder(model, vqa_tower.ids), prompts)
+        hits = (zero_shot_predict(z_v, w) == vqa_targets.get(name, combo_test)).float()
+        rep[f"zero-shot {name}"], rep[f"_hits {name}"] = hits.mean().item(), hits.numpy()
+    return rep
+
+
+vqa_runs = train_seeds(
+    lambda: DualEncoder(ImageCNN(64, in_channels=3, width=16), vqa_tower, embed_dim=32, freeze_b=True),
+    vqa_x,
+    vqa_tower.ids(vqa_txt),
+    vqa_eval,
+    seeds=NAIVE_SEEDS,
+    epochs=EPOCHS,
+    batch_size=BATCH,
+    desc="easy-VQA",
+)
+vqa_rows = [r.metrics for r in vqa_runs]
 shown = {
     "image→text R@1": 1 / 24,
     "text→image R@1": 1 / 24,
     "zero-shot colour (8)": 1 / 8,
     "zero-shot shape (3)": 1 / 3,
-    "zero-shot colour+shape (24)": 1 / 24,
+    f"zero-shot {SEEN_VQA}": 1 / 24,
+    "zero-shot colour+shape (24), unseen wording": 1 / 24,
 }  # metric: its chance level
+print("easy-VQA test split:")
+for k in shown:
+    print(f"{k:44s} {format_spread(per_seed(vqa_rows, k), 100, ' %')}")
 fig = bar_chart(
-    {k.replace("zero-shot ", "zero-shot\n"): vqa_mean[k] for k in shown},
+    {k.replace("zero-shot ", "zero-shot\n").replace(", ", ",\n"): np.mean(per_seed(vqa_rows, k)) for k in shown},
     ylabel="accuracy / recall (fraction)",
-    title=f"easy-VQA test: retrieval and zero-shot, {len(vqa_runs)} seeds",
+    title=f"easy-VQA test: retrieval and zero-shot, mean of {len(vqa_runs)} seeds",
 )
 fig.axes[0].scatter(range(len(shown)), list(shown.values()), marker="_", s=900, color="tab:red", label="chance")
 fig.axes[0].set_ylim(0, 1.15)
@@ -459,14 +520,25 @@ fig.axes[0].legend(loc="upper right")
 fig
 
 # %% [markdown]
-# Colour is read almost perfectly; shape, from 16×16 pixels with small shapes among them, is harder. Chance is
-# 1/8 for colour, 1/3 for shape, 1/24 for the pair.
+# Colour is read almost perfectly; shape, from 16×16 pixels with small shapes among them, is harder (by more
+# than 10 points in every seed, asserted below). Chance is 1/8 for colour, 1/3 for shape, 1/24 for the pair.
+# The seen template against the unseen wording: the interval below is over test images (each image's hit rate
+# averaged over the seeds, both wordings scored by the same models), the unit where the question is "how often
+# does the wording change the answer". The seen template is ahead (by the amount printed below); the interval
+# lies within −1 to +5 points, so the unseen wording stays within a few points of it.
 
 # %%
-assert vqa_mean["zero-shot colour (8)"] > 0.85
-assert vqa_mean["zero-shot shape (3)"] > 0.6
-assert vqa_mean["zero-shot colour+shape (24)"] > 0.7
-assert vqa_mean["image→text R@1"] > 0.7 and vqa_mean["text→image R@1"] > 0.7
+unseen_vqa = "colour+shape (24), unseen wording"
+vqa_gap = paired_bootstrap(
+    np.mean([r[f"_hits {SEEN_VQA}"] for r in vqa_rows], 0), np.mean([r[f"_hits {unseen_vqa}"] for r in vqa_rows], 0)
+)
+print(f"seen template − unseen wording (test images): {vqa_gap.format(100, ' pts')}")
+assert -0.01 < vqa_gap.low and vqa_gap.high < 0.05, vqa_gap
+colour, shape = per_seed(vqa_rows, "zero-shot colour (8)"), per_seed(vqa_rows, "zero-shot shape (3)")
+assert min(colour) > 0.9 and sign_count(colour, shape, margin=0.1) == len(vqa_rows), (colour, shape)
+assert min(shape) > 0.6, "shape is harder, but far above chance (1/3)"
+assert min(per_seed(vqa_rows, f"zero-shot {unseen_vqa}")) > 0.7, "far above chance (1/24)"
+assert min(per_seed(vqa_rows, "image→text R@1")) > 0.7 and min(per_seed(vqa_rows, "text→image R@1")) > 0.7
 
 # %% [markdown]
 # ## 6. What a pretrained text tower buys: LiT-style vs from scratch
@@ -477,10 +549,10 @@ assert vqa_mean["image→text R@1"] > 0.7 and vqa_mean["text→image R@1"] > 0.7
 # (`mmlab.models.TextBagEncoder`) over a vocabulary built from the training captions — it knows only the words
 # it has seen.
 #
-# We vary the number of training pairs and measure zero-shot accuracy with the 5-prompt ensemble, and with the
-# single prompt "the number 7". Only some caption templates write the numeral ("7") rather than the word, so
-# with 100 pairs a from-scratch tower sees each numeral a handful of times. Every run gets the same 240
-# optimisation steps.
+# We vary the number of training pairs and measure zero-shot accuracy on test with the 5-prompt ensemble, and
+# with the single prompt "the number 7". Only some caption templates write the numeral ("7") rather than the
+# word, so a from-scratch tower trained on few pairs sees few numerals. Every run gets the same number of
+# optimisation steps (asserted below). Both towers are trained with the same seeds, so the gaps are paired.
 
 
 # %%
@@ -488,19 +560,30 @@ from mmlab.lessons.contrastive import data_size_run
 
 SIZES = [30, 100, 300, len(train)]
 KINDS = ["frozen MiniLM", "from scratch"]
+STEPS = 240
+assert all(max(1, STEPS // (n // min(BATCH, n))) * (n // min(BATCH, n)) == STEPS for n in SIZES[:3])
+assert hist0.steps == STEPS, "the full-data runs of §3 took the same number of steps"
 
 
-def size_run(n, seed, kind):
-    """Zero-shot and retrieval scores of a model trained on n random pairs (data_size_run: ~240 steps each)."""
+def size_run(n, i, kind):
+    """Test zero-shot and retrieval scores of a model trained on n random pairs (data_size_run: STEPS steps)."""
     if n == len(train) and kind == KINDS[0]:
-        return lit_runs[seed][2]  # trained in §3
+        return lit_test[i]  # trained in §3
     tower = digit_tower if kind == KINDS[0] else None  # None: a bag of word embeddings over the n captions
     return data_size_run(
-        digit_model, train.image, train.text, n, seed, evaluate=digit_eval, text_tower=tower, desc=f"{kind} n={n}"
+        digit_model,
+        train.image,
+        train.text,
+        n,
+        SEEDS[i],
+        evaluate=lambda m, f: digit_eval(m, f, test),
+        text_tower=tower,
+        steps=STEPS,
+        desc=f"{kind} n={n}",
     )
 
 
-size_runs = {(n, k): [size_run(n, s, k) for s in SEEDS] for n in SIZES for k in KINDS}
+size_runs = {(n, k): [size_run(n, i, k) for i in range(len(NAIVE_SEEDS))] for n in SIZES for k in KINDS}
 
 # %%
 fig, axes = new_figure(1, 2, size=(10.5, 3.6))
@@ -514,7 +597,7 @@ for ax, key in zip(axes, ("zero-shot (5 prompts)", "zero-shot ('the number 7')")
         xlabel="training pairs",
         ylabel="test accuracy (fraction)",
         logx=True,
-        title=f"{key}, 3 seeds",
+        title=f"{key}, {len(NAIVE_SEEDS)} seeds",
         ax=ax,
     )
     ax.axhline(0.1, ls="--", color="gray", lw=1, label="chance (10 digits)")
@@ -522,26 +605,29 @@ for ax, key in zip(axes, ("zero-shot (5 prompts)", "zero-shot ('the number 7')")
 fig
 
 # %%
-num_key = "zero-shot ('the number 7')"
+num_key, ens_key = "zero-shot ('the number 7')", "zero-shot (5 prompts)"
 
 
 def gap(n, key):
-    return summarize(size_runs[n, KINDS[0]], key)[0] - summarize(size_runs[n, KINDS[1]], key)[0]
+    """Paired interval over seeds of frozen MiniLM − from scratch, at n pairs."""
+    return paired_bootstrap(per_seed(size_runs[n, KINDS[0]], key), per_seed(size_runs[n, KINDS[1]], key))
 
 
+print("test split, frozen MiniLM − from scratch (95% paired bootstrap CI over seeds):")
 for n in SIZES:
     print(
-        f"n={n:5d}  frozen MiniLM − from scratch:  5 prompts {gap(n, 'zero-shot (5 prompts)'):+.3f}   "
-        f"'the number 7' {gap(n, num_key):+.3f}"
+        f"n={n:5d}  5 prompts {gap(n, ens_key).format(100, ' pts')}   'the number 7' {gap(n, num_key).format(100, ' pts')}"
     )
 
 # %% [markdown]
-# **What the seeds show.** With few pairs the pretrained tower is clearly better, and most of all on a phrasing
-# the captions rarely use; as pairs grow, the gap shrinks to a few points. (With 30 pairs — three images per
-# digit — the image tower limits both, and the ensemble's gap is smaller than at 100.) Why: MiniLM arrives
-# knowing that "7" and "seven" mean the same — before any training on our data, "the number 7" is closer to
-# "the number seven" than to any other number word, for all ten digits — while the from-scratch tower must
-# learn every word from the few images it came with.
+# **What the seeds show.** With few pairs (30 to 300) the pretrained tower is clearly better — by more than 5
+# points with the ensemble and more than 15 with "the number 7", lower bounds of the intervals above — and,
+# from 100 pairs on, most of all on the phrasing the captions rarely use (its gap exceeds the ensemble's by more
+# than 5 points, paired by seed). With all the pairs the ensemble's gap shrinks to a few
+# points (its interval lies within ±6). The number of seeds here is three: the intervals are optimistic, and
+# the margins are set well inside them. Why: MiniLM arrives knowing that "7" and "seven" mean the same —
+# before any training on our data, "the number 7" is closer to "the number seven" than to any other number
+# word, for all ten digits — while the from-scratch tower must learn every word from the few images it came with.
 
 # %%
 with torch.no_grad():
@@ -549,27 +635,33 @@ with torch.no_grad():
     words = F.normalize(minilm.encode([f"the number {w}" for w in DIGIT_WORDS]), dim=-1)
 print("closest number word to each numeral (MiniLM, untrained on our data):", (numerals @ words.T).argmax(1).tolist())
 assert (numerals @ words.T).argmax(1).tolist() == list(range(10))
-assert all(gap(n, "zero-shot (5 prompts)") > 0.02 and gap(n, num_key) > 0.1 for n in SIZES[:3])
-assert gap(100, "zero-shot (5 prompts)") > 0.07 and gap(100, num_key) > 0.2
-assert gap(len(train), num_key) < gap(100, num_key) and gap(len(train), "zero-shot (5 prompts)") < 0.06
+assert all(gap(n, ens_key).low > 0.05 and gap(n, num_key).low > 0.15 for n in SIZES[:3])
+for n in SIZES[1:3]:  # the gap on "the number 7" minus the gap on the ensemble, paired by seed
+    d_num = np.subtract(per_seed(size_runs[n, KINDS[0]], num_key), per_seed(size_runs[n, KINDS[1]], num_key))
+    d_ens = np.subtract(per_seed(size_runs[n, KINDS[0]], ens_key), per_seed(size_runs[n, KINDS[1]], ens_key))
+    extra = paired_bootstrap(d_num, d_ens)
+    print(f"n={n}: gap on 'the number 7' − gap on the ensemble {extra.format(100, ' pts')}")
+    assert extra.low > 0.05, ("most of all on 'the number 7'", n, extra)
+assert -0.06 < gap(len(train), ens_key).low and gap(len(train), ens_key).high < 0.06
 
 # %% [markdown]
-# ## 7. Temperature and batch size
+# ## 7. Temperature and batch size: chosen on val, reported on test
 # **Temperature.** `τ` sets how peaked each row's softmax is. CLIP learns it; we compare fixed values with the
 # learned one (which starts at 0.07). Because the loss's scale depends on τ, we plot the final training loss
-# as a fraction of `ln B`.
+# as a fraction of `ln B`. This is the lesson's one choice, so the sweep is scored **on val only** (seen voices,
+# unseen images); the cell that picks τ sees nothing else, and the test split is read once, after it. (The test
+# numbers of §3–§6 belong to CLIP's fixed recipe, learned τ, which is not a choice.) Five seeds per setting.
 
 # %%
-from mmlab.lessons.contrastive import sweep_figure, train_seeds
+from mmlab.lessons.contrastive import sweep_figure
 
 
 def sweep_runs(batch_size=BATCH, desc="", **model_kwargs):
-    """One image↔text model per seed (train_seeds): test metrics plus the final loss as a fraction of ln B."""
+    """One image↔text model per seed (train_seeds), scored on val: val metrics plus the final loss / ln B."""
     return train_seeds(
         lambda: digit_model(**model_kwargs),
-        train.image,
-        digit_tower.ids(train.text),
-        lambda model: digit_eval(model, digit_tower.ids),
+        *pairs,
+        lambda model: digit_eval(model, digit_tower.ids, val),
         seeds=SEEDS,
         epochs=EPOCHS,
         batch_size=batch_size,
@@ -579,94 +671,134 @@ def sweep_runs(batch_size=BATCH, desc="", **model_kwargs):
 
 TAUS = [0.01, 0.03, 0.1, 0.3, 1.0]
 tau_runs = {tau: sweep_runs(temperature=tau, learn_temperature=False, desc=f"tau={tau}") for tau in TAUS}
-learned = [{**r[2], "loss/lnB": r[1]["train_loss"][-1] / math.log(BATCH)} for r in lit_runs.values()]
-learned_tau = np.mean([m.temperature for m, _, _ in lit_runs.values()])
+learned_taus = [r.model.temperature for r in lit_runs]
+learned_val = [r.metrics for r in lit_runs]  # val metrics of the §3 models, with their final loss / ln B
 
-fig, axes = sweep_figure(TAUS, tau_runs, "fixed τ", "temperature τ (log scale)", "τ")
-for ax, key in zip(axes, ("image→text R@1", "loss/lnB")):
-    m, s = summarize(learned, key)
+fig, axes = sweep_figure(
+    TAUS, {t: [r.metrics for r in tau_runs[t]] for t in TAUS}, "fixed τ", "temperature τ (log scale)", "τ"
+)
+for ax, key in zip(axes, (R1, "loss/lnB")):
+    m, s = summarize(learned_val, key)
     ax.errorbar(
-        [learned_tau], [m], yerr=[s], fmt="*", ms=12, color="tab:red", label=f"learned (ends at τ={learned_tau:.3f})"
+        [np.mean(learned_taus)],
+        [m],
+        yerr=[s],
+        fmt="*",
+        ms=12,
+        color="tab:red",
+        label=f"learned (ends at τ={np.mean(learned_taus):.3f})",
     )
     ax.legend(fontsize=8)
 fig
 
 # %%
-r1 = {t: summarize(tau_runs[t], "image→text R@1")[0] for t in TAUS}
-for name, runs in [*((f"fixed τ={t}", tau_runs[t]) for t in TAUS), (f"learned (τ→{learned_tau:.3f})", learned)]:
+# The choice: this cell sees val metrics only.
+candidates = {**{f"fixed τ={t}": [r.metrics for r in tau_runs[t]] for t in TAUS}, "learned τ": learned_val}
+print("val split, image→text R@1 and final training loss / ln B:")
+for name, rows in candidates.items():
     print(
-        f"{name:22s} R@1 {[round(r['image→text R@1'], 3) for r in runs]}   "
-        f"loss/ln B {[round(r['loss/lnB'], 2) for r in runs]}"
+        f"{name:14s} R@1 {format_spread(per_seed(rows, R1), 100, ' %')}   loss/ln B {format_spread(per_seed(rows, 'loss/lnB'), digits=2)}"
     )
+chosen = max(candidates, key=lambda name: np.mean(per_seed(candidates[name], R1)))
+warm = np.mean([per_seed(candidates[f"fixed τ={t}"], R1) for t in (0.3, 1.0)], 0)
+cold = np.mean([per_seed(candidates[f"fixed τ={t}"], R1) for t in (0.01, 0.03, 0.1)], 0)
+warm_cold = paired_bootstrap(warm, cold)
+cold_loss = paired_bootstrap(
+    per_seed(candidates["fixed τ=0.01"], "loss/lnB"), per_seed(candidates["fixed τ=0.1"], "loss/lnB")
+)
+print(f"chosen on val: {chosen}")
+print(f"val: warm (τ ≥ 0.3) − cold (τ ≤ 0.1) R@1 {warm_cold.format(100, ' pts')}")
+print(f"final loss / ln B, τ = 0.01 − τ = 0.1: {cold_loss.format(digits=3)}")
+print(f"learned τ at the end: {format_spread(learned_taus, digits=3)}")
+
+# %%
+assert chosen in ("fixed τ=0.3", "fixed τ=1.0"), "a warm temperature is chosen on val"
+assert warm_cold.low > 0.01, "on val, warm beats cold by more than 1 point (lower bound)"
+tau1 = candidates["fixed τ=1.0"]
+assert min(per_seed(tau1, "loss/lnB")) > 0.7 and min(per_seed(tau1, R1)) > 0.95, "near-chance loss, excellent retrieval"
+assert cold_loss.low > 0.05, "too cold trains worse"
+assert max(learned_taus) < 0.07, "the learned temperature moves down from its start, in every seed"
+
+# %% [markdown]
+# Now, with the choice made, the test split: the chosen fixed τ against CLIP's learned temperature, the same
+# five seeds, paired.
+
+# %%
+chosen_runs = tau_runs[float(chosen.split("=")[1])]
+chosen_test = [digit_eval(r.model, digit_tower.ids, test) for r in chosen_runs]
+vs_learned = paired_bootstrap(per_seed(chosen_test, R1), lit_R1)
+print(f"test split, image→text R@1: {chosen} {format_spread(per_seed(chosen_test, R1), 100, ' %')}")
+print(f"                            learned τ {format_spread(lit_R1, 100, ' %')}")
+print(f"{chosen} − learned τ on test: {vs_learned.format(100, ' pts')}")
+assert vs_learned.low > 0.005, "the val choice holds on test: better than learned τ by more than half a point"
 
 # %% [markdown]
 # **What the seeds show**, and why it is not CLIP's story:
-# * the *warm* settings retrieve best here: τ = 0.3 and τ = 1 beat every τ ≤ 0.1 and the learned temperature,
-#   by one to three points — yet at τ = 1 the training loss barely leaves `ln B`. A loss near chance means
-#   "no learning" only when the temperature allows a low loss: with cosines in [−1, 1] and τ = 1, logits
-#   differ by at most 2 and the loss cannot fall far;
-# * too cold also *trains* worse: at τ = 0.01 the final loss, relative to `ln B`, is higher than at τ = 0.1;
-# * the learned τ drifts *down*, away from what retrieval prefers. It minimises the training loss, and the
-#   training loss asks for something our evaluation does not: to tell each seven from the other sevens in
-#   the batch, i.e. to push away the false negatives of §4 (and, on 1,078 pairs, to memorise which template
-#   went with which image). A warm softmax tolerates near-duplicates; a cold one fights them.
+# * the *warm* settings retrieve best here: on val, τ ≥ 0.3 beats τ ≤ 0.1 by more than 1 point (lower bound of
+#   the interval above); the warmest, chosen on val, beats the learned temperature on test too, by more than
+#   half a point (the lower bound asserted; the interval is printed) — yet at τ = 1 the training loss barely
+#   leaves `ln B`. A loss near chance means "no learning" only when the temperature allows a low loss: with
+#   cosines in [−1, 1] and τ = 1, logits differ by at most 2 and the loss cannot fall far;
+# * too cold also *trains* worse: at τ = 0.01 the final loss, relative to `ln B`, is higher than at τ = 0.1
+#   (by more than 0.05, lower bound);
+# * the learned τ drifts *down*, in every seed, away from what retrieval prefers. It minimises the training
+#   loss, and the training loss asks for something our evaluation does not: to tell each seven from the other
+#   sevens in the batch, i.e. to push away the false negatives of §4 (and, on the training pairs, to memorise
+#   which template went with which image). A warm softmax tolerates near-duplicates; a cold one fights them.
 #
 # On web-scale data with few duplicates CLIP's learned, cold temperature works well; on data with many items
-# per concept it can be the wrong call. The differences are a few points of R@1: measure on your data.
-
-# %%
-warm, cold = (r1[0.3] + r1[1.0]) / 2, (r1[0.01] + r1[0.03] + r1[0.1]) / 3
-print(f"warm (τ ≥ 0.3) {warm:.3f} · cold (τ ≤ 0.1) {cold:.3f} · learned {lit_R1:.3f}")
-assert warm > cold + 0.015, "warm fixed temperatures retrieve better than cold ones here"
-assert r1[1.0] > lit_R1 + 0.005, "τ = 1 beats the learned temperature here"
-assert summarize(tau_runs[1.0], "loss/lnB")[0] > 0.7 and r1[1.0] > 0.95, "near-chance loss, excellent retrieval"
-assert summarize(tau_runs[0.01], "loss/lnB")[0] > summarize(tau_runs[0.1], "loss/lnB")[0] + 0.05, (
-    "too cold trains worse"
-)
-assert learned_tau < 0.07, "the learned temperature moves down from its start"
-
-# %% [markdown]
+# per concept it can be the wrong call. The differences are a few points of R@1: measure on your data, and
+# choose on a split you do not report.
+#
 # **Batch size.** CLIP trained with batches of 32,768: more negatives per step make the task harder and the
-# representation finer. We train for the same 30 epochs with batches from 32 to 1,024.
+# representation finer. We train for the same 30 epochs with batches from 32 to 1,024 (learned τ) and look at
+# val only: this is a study, nothing is chosen from it, and no test number is needed.
 
 # %%
 BATCHES = [32, 128, 512, 1024]
-bs_runs = {bs: learned if bs == BATCH else sweep_runs(batch_size=bs, desc=f"batch {bs}") for bs in BATCHES}
-fig, _ = sweep_figure(BATCHES, bs_runs, "learned τ", "batch size (log scale)", "batch size")
+bs_runs = {bs: lit_runs if bs == BATCH else sweep_runs(batch_size=bs, desc=f"batch {bs}") for bs in BATCHES}
+bs_rows = {bs: [r.metrics for r in bs_runs[bs]] for bs in BATCHES}
+fig, _ = sweep_figure(BATCHES, bs_rows, "learned τ", "batch size (log scale)", "batch size")
 fig
 
 # %%
-bs_r1 = {b: summarize(bs_runs[b], "image→text R@1")[0] for b in BATCHES}
+print(f"val split; steps per epoch: {', '.join(f'batch {b}: {len(train) // b}' for b in BATCHES)}")
+bs_gaps = {b: paired_bootstrap(per_seed(bs_rows[b], R1), per_seed(bs_rows[BATCH], R1)) for b in BATCHES if b != BATCH}
 for b in BATCHES:
-    print(
-        f"batch {b:5d}  R@1 {[round(r['image→text R@1'], 3) for r in bs_runs[b]]}   "
-        f"loss/ln B {[round(r['loss/lnB'], 2) for r in bs_runs[b]]}"
-    )
-assert max(bs_r1.values()) - min(bs_r1.values()) < 0.06, "flat: batch size barely matters on this data"
-assert max(bs_r1[b] for b in BATCHES[:3]) - min(bs_r1[b] for b in BATCHES[:3]) < 0.04, "flat from 32 to 512"
+    vs = "" if b == BATCH else f"   − batch {BATCH}: {bs_gaps[b].format(100, ' pts')}"
+    print(f"batch {b:5d}  R@1 {format_spread(per_seed(bs_rows[b], R1), 100, ' %')}{vs}")
+top_vs_largest = paired_bootstrap(per_seed(bs_rows[512], R1), per_seed(bs_rows[1024], R1))
+print(f"batch 512 − batch 1024: {top_vs_largest.format(100, ' pts')}")
+assert all(-0.05 < g.low and g.high < 0.05 for g in bs_gaps.values()), "within ±5 points of batch 128"
+assert top_vs_largest.low > 0, "the largest batch is not the best"
 
 # %% [markdown]
-# **Flat.** From 32 to 1,024, retrieval stays within a few points (from 32 to 512, within about one). With ten
-# digits, a batch of 32 already contains (nearly) every digit; a larger batch adds more of the same digits —
-# false negatives, not new information. Mind the confound of a fixed epoch budget: batch 32 takes
-# 33 steps per epoch, batch 1,024 just one. The loss as a fraction of `ln B` rises with the batch because there
-# are fewer steps and each row has more near-duplicates to tell apart. Big batches pay off when the data hold
-# many distinct concepts, which is what web-scale image–text data do and what our data do not.
+# **No trend.** Over a 32× range of batch sizes, every batch stays within ±5 points of batch 128 (the interval
+# bounds, on val), and the largest batch is not the best: batch 512 beats batch 1,024. With ten digits, a batch
+# of 32 already contains (nearly) every digit; a larger batch adds more of the same digits — false negatives,
+# not new information. Mind the confound of a fixed epoch budget (steps per epoch printed above): the largest
+# batch takes a fraction of the steps of the smallest. The loss as a fraction of `ln B` rises with the batch
+# because there are fewer steps and each row has more near-duplicates to tell apart. Big batches pay off when
+# the data hold many distinct concepts, which is what web-scale image–text data do and what our data do not.
 #
 # ## 8. Search with words
-# Type a query; the widget embeds it with MiniLM (any text, not only training captions), projects it with each
-# model's text head and shows the nearest test images and clips, with their cosine and the retrieval
-# probability `softmax(cos/τ)` over the whole gallery. Move **top k** and **temperature τ**. A query about shapes still
-# returns *some* digits: retrieval always answers; the cosine tells you how much to trust it. (The 360 test
-# items reuse 80 distinct clips; the speech gallery holds each clip once.)
+# Type a query; the widget embeds it with MiniLM (any text — the default queries below are not training
+# captions, checked in code), projects it with each model's text head and shows the nearest test images and
+# clips, with their cosine and the retrieval probability `softmax(cos/τ)` over the whole gallery. Move **top
+# k** and **temperature τ**. A query about shapes still returns *some* digits: retrieval always answers; the
+# cosine tells you how much to trust it. (The test items reuse a smaller set of distinct clips — both counts are
+# printed; the speech gallery holds each clip once.) The models are the seed-0 models of CLIP's recipe.
 
 # %%
-from mmlab.lessons.contrastive import Gallery, retrieval_figure
 from mmlab.data import load_audio_clips
+from mmlab.lessons.contrastive import Gallery, retrieval_figure
 
+QUERIES = {"images": "a hand-drawn seven", "speech": "the number three"}
+assert not seen_wordings(QUERIES.values(), train.text), "the queries are not training captions"
 clips = load_audio_clips()
 distinct = torch.from_numpy(np.unique(test.clip.numpy(), return_index=True)[1])  # one test item per clip
-img_model, aud_model, vqa_model = lit_runs[SEEDS[0]][0], audio_runs[SEEDS[0]][0], vqa_runs[SEEDS[0]][0]
+print(f"{len(test)} test items, {len(distinct)} distinct test clips")
+img_model, aud_model, vqa_model = lit_runs[0].model, audio_runs[0].model, vqa_runs[0].model
 galleries = [
     Gallery(
         "AV-Digits images",
@@ -685,7 +817,7 @@ galleries = [
     ),
     Gallery(
         "easy-VQA",
-        embed(vqa_model.embed_a, (vqa_img_test - pix_mean) / pix_std),
+        embed(vqa_model.embed_a, vqa_x_test),
         text_embedder(vqa_model, vqa_tower.ids),
         vqa_img_test,
         vqa_txt_test,
@@ -702,7 +834,7 @@ def wide():
 
 _ = interact(
     retrieval_figure,
-    query=Text(value="a handwritten seven", description="query", continuous_update=False, **wide()),
+    query=Text(value=QUERIES["images"], description="query", continuous_update=False, **wide()),
     top_k=IntSlider(5, 1, 8, description="top k", **wide()),
     temperature=FloatSlider(value=0.07, min=0.01, max=1.0, step=0.01, description="temperature τ", **wide()),
     galleries=fixed(galleries),
@@ -715,7 +847,7 @@ _ = interact(
 from IPython.display import Audio, display
 
 
-def listen(query="the number three", top_k=3):
+def listen(query=QUERIES["speech"], top_k=3):
     with torch.no_grad():
         cos = galleries[1].emb @ galleries[1].embed_query([query]).cpu()[0]
     for i in cos.topk(top_k).indices.tolist():
@@ -726,17 +858,19 @@ def listen(query="the number three", top_k=3):
 
 _ = interact(
     listen,
-    query=Text(value="the number three", description="query", continuous_update=False, **wide()),
+    query=Text(value=QUERIES["speech"], description="query", continuous_update=False, **wide()),
     top_k=IntSlider(3, 1, 5, description="top k", **wide()),
 )
 # %%
 with torch.no_grad():
-    q7 = galleries[0].embed_query(["a handwritten seven"]).cpu()
+    q7 = galleries[0].embed_query([QUERIES["images"]]).cpu()
+    q3 = galleries[1].embed_query([QUERIES["speech"]]).cpu()
 top7 = (galleries[0].emb @ q7[0]).topk(5).indices
-with torch.no_grad():
-    q3 = galleries[1].embed_query(["the number three"]).cpu()
 top3 = (galleries[1].emb @ q3[0]).topk(3).indices
-assert (test.label[top7] == 7).float().mean() >= 0.8, "a typed query finds sevens"
+print(f"'{QUERIES['images']}': top-5 digits {test.label[top7].tolist()}")
+print(f"'{QUERIES['speech']}': top-3 spoken digits {test.label[distinct[top3]].tolist()}")
+assert len(test) == 360 and len(distinct) == 80
+assert (test.label[top7] == 7).float().mean() >= 0.8, "a typed query, not a training caption, finds sevens"
 assert (test.label[distinct[top3]] == 3).all(), "and spoken threes"
 print(f"notebook CPU time so far: {time.process_time() - t_start:.0f} s")
 
@@ -756,15 +890,18 @@ print(f"notebook CPU time so far: {time.process_time() - t_start:.0f} s")
 #
 # ## Summary
 # * The CLIP loss is two cross-entropies over a B × B similarity matrix; its chance level is `ln B`, and a
-#   loss that stays there means nothing is learned — *if* the temperature lets the loss go lower.
+#   loss that stays there means nothing is learned — *if* the temperature lets the loss go lower. CLIP bounds
+#   the temperature by clamping the parameter after each step, never inside the loss.
 # * Pulling matching pairs together without negatives collapses: the loss reaches 0 and every embedding lands
 #   on one point. Negatives are what makes a contrastive space informative.
-# * Trained on pairs alone, small towers retrieve and classify AV-Digits images, speech from unseen voices and
-#   easy-VQA shapes zero-shot, far above chance.
+# * Trained on captions that name the class in words (no class index, no classifier), small towers retrieve
+#   and classify AV-Digits images, speech from unseen voices and easy-VQA shapes from prompts that are not
+#   training captions, far above chance; here the exact training wordings are worth at most a few points
+#   (interval bounds within ±2 points on AV-Digits, within −1 to +5 on easy-VQA).
 # * A frozen pretrained text tower (LiT-style, mirrored) beats a from-scratch one when pairs are few, most of
 #   all on phrasings the captions rarely use; the gap shrinks with data.
-# * On data with many items per concept, false negatives rule: a warm temperature retrieves better than the
-#   learned cold one, and bigger batches do not help. CLIP's defaults are tuned for the web, not for every
-#   data set: measure.
+# * On data with many items per concept, false negatives rule: a warm temperature, chosen on val, retrieves
+#   better on test than the learned cold one, and batch size shows no trend. CLIP's defaults are tuned for the
+#   web, not for every data set: measure, choosing on val and reporting on test.
 #
 # Next: you have now seen the whole course — from aligning two streams to a small foundation model.

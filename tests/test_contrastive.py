@@ -29,7 +29,7 @@ def _reference_loss(a, b, t):
     """CLIP's loss written the long way: one softmax per row of S and per row of Sᵀ."""
     a = a / a.norm(dim=1, keepdim=True)
     b = b / b.norm(dim=1, keepdim=True)
-    s = math.exp(min(t, MAX_LOGIT_SCALE))
+    s = math.exp(t)  # as it is: the bound on t is a clamp of the parameter after each step, not of the forward
     n = len(a)
     i2t = t2i = 0.0
     for i in range(n):
@@ -43,7 +43,7 @@ def _reference_loss(a, b, t):
 def test_clip_loss_matches_a_straightforward_computation():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(7, 5, generator=g), torch.randn(7, 5, generator=g)
-    for t in (0.0, INIT_LOGIT_SCALE, 6.0):  # 6 > ln 100: clamped
+    for t in (0.0, INIT_LOGIT_SCALE, 6.0):  # 6 > ln 100: used as it is (the forward never clamps)
         assert clip_loss(a, b, t).item() == pytest.approx(_reference_loss(a, b, t), rel=1e-5)
 
 
@@ -60,17 +60,47 @@ def test_clip_loss_is_ln_b_for_constant_embeddings(batch):
     assert clip_loss(a, a.clone(), INIT_LOGIT_SCALE).item() == pytest.approx(math.log(batch), abs=1e-5)
 
 
-def test_gradient_reaches_the_temperature_and_stops_at_the_clamp():
+def test_gradient_reaches_the_temperature_also_above_ln_100():
+    """The forward uses exp(t) as it is: above ln 100 the gradient is not cut off (a forward clamp would zero it
+    and a t that got there could never come back)."""
     g = torch.Generator().manual_seed(2)
     a, b = torch.randn(8, 4, generator=g), torch.randn(8, 4, generator=g)
-    t = torch.tensor(INIT_LOGIT_SCALE, requires_grad=True)
-    clip_loss(a, b, t).backward()
-    assert t.grad is not None and t.grad.abs() > 0
-    high = torch.tensor(MAX_LOGIT_SCALE + 1, requires_grad=True)
-    loss = clip_loss(a, b, high)
-    loss.backward()
-    assert high.grad.item() == 0.0
-    assert loss.item() == pytest.approx(clip_loss(a, b, MAX_LOGIT_SCALE).item())
+    for t0 in (INIT_LOGIT_SCALE, MAX_LOGIT_SCALE + 1):
+        t = torch.tensor(t0, requires_grad=True)
+        clip_loss(a, b, t).backward()
+        assert t.grad is not None and t.grad.abs() > 1e-4, t0
+    # dL/dt = s·Σ(∂L/∂S)·Î·Tᵀ: check it at t = ln 100 + 1 by a central finite difference
+    t0, eps = MAX_LOGIT_SCALE + 1, 1e-3
+    t = torch.tensor(t0, dtype=torch.float64, requires_grad=True)
+    clip_loss(a.double(), b.double(), t).backward()
+    fd = (_reference_loss(a.double(), b.double(), t0 + eps) - _reference_loss(a.double(), b.double(), t0 - eps)) / (
+        2 * eps
+    )
+    assert t.grad.item() == pytest.approx(fd, rel=1e-4)
+    assert clip_loss(a, b, t0).item() != pytest.approx(clip_loss(a, b, MAX_LOGIT_SCALE).item())  # no forward clamp
+
+
+def test_training_step_clamps_the_logit_scale_parameter():
+    """Perfectly paired embeddings ask for a colder temperature (dL/dt < 0); with a big learning rate one AdamW
+    step pushes t past ln 100, and the after-step clamp brings the *parameter* back to ln 100 exactly."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(16, 6, generator=g)
+    m = DualEncoder(nn.Identity(), nn.Identity(), 6, a_dim=6, b_dim=6, temperature=0.0105)
+    with torch.no_grad():  # identical heads: every pair is already perfectly matched
+        m.head_b.load_state_dict(m.head_a.state_dict())
+    assert m.logit_scale.item() < MAX_LOGIT_SCALE
+    m.loss(x, x).backward()
+    assert m.logit_scale.grad.item() < 0  # the loss wants t up
+    m.zero_grad()
+    h = train_contrastive(m, x, x, epochs=1, batch_size=16, lr=0.5, device="cpu", progress=False)
+    assert h.steps == 1 and m.logit_scale.item() == pytest.approx(MAX_LOGIT_SCALE)
+    assert m.temperature == pytest.approx(0.01)
+    # the method itself: both bounds, and a fixed temperature (a buffer) is left alone
+    with torch.no_grad():
+        m.logit_scale.fill_(-1.0)
+    assert m.clamp_logit_scale_().logit_scale.item() == 0.0
+    fixed = DualEncoder(MLPEncoder(4, 8), MLPEncoder(4, 8), 6, temperature=2.0, learn_temperature=False)
+    assert fixed.clamp_logit_scale_().logit_scale.item() == pytest.approx(math.log(0.5))
 
 
 def test_clip_loss_clear_errors():
@@ -201,6 +231,8 @@ def test_dual_encoder_freezes_tower_and_learns_temperature():
         DualEncoder(nn.Identity(), MLPEncoder(4, 8))
     with pytest.raises(ValueError, match="temperature must be >= 0.01"):
         DualEncoder(MLPEncoder(4, 8), MLPEncoder(4, 8), temperature=0.001)
+    with pytest.raises(ValueError, match=r"must start in \[0.01, 1\]"):
+        DualEncoder(MLPEncoder(4, 8), MLPEncoder(4, 8), temperature=2.0)
 
 
 def _toy_pairs(n=256, seed=0):
@@ -277,6 +309,8 @@ def _hand_written_loop(model, x_a, x_b, *, epochs, batch_size, lr=3e-3, weight_d
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)  # CLIP's clamp of the parameter after each step
             losses.append(loss.item())
     return losses
 

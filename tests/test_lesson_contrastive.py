@@ -17,8 +17,10 @@ from mmlab.lessons.contrastive import (
     data_size_run,
     easy_vqa_attributes,
     easy_vqa_pairs,
+    per_seed,
     retrieval_figure,
     scratch_text_tower,
+    seen_wordings,
     summarize,
     sweep_figure,
     train_seeds,
@@ -132,8 +134,11 @@ def test_train_seeds_one_row_per_seed_and_keeps_global_rng():
         batch_size=32,
     )
     assert torch.equal(torch.get_rng_state(), state)
-    assert len(runs) == 2 and set(runs[0]) >= {"image→text R@1", "loss/lnB"}
-    assert all(0 < r["loss/lnB"] < 1.5 for r in runs)
+    assert [r.seed for r in runs] == [0, 1] and set(runs[0].metrics) >= {"image→text R@1", "loss/lnB"}
+    assert all(0 < r.metrics["loss/lnB"] < 1.5 for r in runs)
+    assert runs[0].history.epochs == 3 and isinstance(runs[0].model, DualEncoder)
+    # the kept model is the one that was scored: scoring it again gives the same row
+    assert _evaluate(x, texts, y)(runs[1].model, tower.ids)["image→text R@1"] == runs[1].metrics["image→text R@1"]
     again = train_seeds(
         lambda: DualEncoder(MLPEncoder(10, 8), tower, 4, freeze_b=True),
         x,
@@ -143,10 +148,12 @@ def test_train_seeds_one_row_per_seed_and_keeps_global_rng():
         epochs=3,
         batch_size=32,
     )
-    assert again[0] == runs[1]  # a run depends on its seed only
-    fig, axes = sweep_figure([0.1, 1.0], {0.1: runs, 1.0: again + runs}, "fixed τ", "temperature τ", "τ")
+    assert again[0].metrics == runs[1].metrics  # a run depends on its seed only
+    rows = [r.metrics for r in runs]
+    assert per_seed(rows, "loss/lnB") == [r["loss/lnB"] for r in rows]
+    fig, axes = sweep_figure([0.1, 1.0], {0.1: rows, 1.0: [again[0].metrics] + rows}, "fixed τ", "temperature τ", "τ")
     assert isinstance(fig, Figure) and len(axes) == 2
-    assert axes[0].get_ylabel() == "test R@1 (fraction)" and axes[1].get_xlabel() == "temperature τ"
+    assert axes[0].get_ylabel() == "val R@1 (fraction)" and axes[1].get_xlabel() == "temperature τ"
     assert "2 seeds" in axes[0].get_title() and axes[1].get_ylabel() == "final training loss / ln B"
     with pytest.raises(ValueError, match="at least one seed"):
         train_seeds(lambda: None, x, ids, lambda m: {}, seeds=[], epochs=1)
@@ -175,3 +182,12 @@ def test_scratch_text_tower_knows_only_its_words():
     ids = to_input(["a red circle", "a green circle"])
     assert ids.shape == (2, 4) and ids[1, 1] == 1  # "green" is unknown
     assert tower(ids).shape == (2, 5) and tower.out_dim == 5
+
+
+def test_seen_wordings_finds_training_captions_in_flat_lists_and_prompt_sets():
+    captions = ["a handwritten seven", "the digit 7", "a red circle"]
+    assert seen_wordings(["A  Handwritten seven", "a hand-drawn seven"], captions) == ["A  Handwritten seven"]
+    prompt_set = [["the number 7", "the digit 7"], ["a red circle"], ["the digit 7"]]  # one list per class
+    assert seen_wordings(prompt_set, captions) == ["the digit 7", "a red circle"]
+    assert seen_wordings([["a picture of the number 7"]], ["the number 7"]) == []  # exact wording, not substrings
+    assert seen_wordings([], captions) == []

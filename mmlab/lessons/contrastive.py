@@ -2,16 +2,17 @@
 
 The methods (the CLIP loss, the dual encoder, training, retrieval metrics, zero-shot classification) live in
 :mod:`mmlab.contrastive`; this module holds what only the lesson needs: the easy-VQA caption recipe
-(:func:`easy_vqa_attributes`, :func:`easy_vqa_pairs`), the drivers behind its sweeps (:func:`train_seeds` for
-temperature and batch size, :func:`data_size_run` for frozen vs from-scratch text towers), the summary and
-plot of a sweep (:func:`summarize`, :func:`sweep_figure`) and the search widget's figure
-(:class:`Gallery`, :func:`retrieval_figure`).
+(:func:`easy_vqa_attributes`, :func:`easy_vqa_pairs`), the check that a prompt or query is not a training
+caption (:func:`seen_wordings`), the drivers behind its sweeps (:func:`train_seeds` for temperature and batch
+size, returning :class:`SeedRun` rows; :func:`data_size_run` for frozen vs from-scratch text towers), the
+summary and plot of a sweep (:func:`summarize`, :func:`per_seed`, :func:`sweep_figure`) and the search widget's
+figure (:class:`Gallery`, :func:`retrieval_figure`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..data import load_easy_vqa
 from ..models import TextBagEncoder
 from ..runtime import seeded
 from ..text import WordTokenizer
+from ..train import History
 from ..viz import new_figure, plot_curves
 
 __all__ = [
@@ -32,7 +34,10 @@ __all__ = [
     "EASY_VQA_CAPTION_TEMPLATES",
     "easy_vqa_attributes",
     "easy_vqa_pairs",
+    "seen_wordings",
     "summarize",
+    "per_seed",
+    "SeedRun",
     "train_seeds",
     "scratch_text_tower",
     "data_size_run",
@@ -109,12 +114,44 @@ def easy_vqa_pairs(
     return ds.image[keep], captions, torch.from_numpy(color[keep]), torch.from_numpy(shape[keep])
 
 
+def _normalise_text(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def seen_wordings(texts: Iterable[str] | Iterable[Iterable[str]], captions: Iterable[str]) -> list[str]:
+    """The prompts or queries among ``texts`` that are training captions: equal to one of ``captions`` up to case
+    and whitespace. ``texts`` may be a flat list of strings or a prompt set (one list of prompts per class).
+
+    An empty result means every prompt is a wording the text side never saw in training (it may still be a
+    close paraphrase: "the number 7" is not a caption, "a picture of the number 7" is)."""
+    seen = {_normalise_text(c) for c in captions}
+    flat = [t for item in texts for t in ([item] if isinstance(item, str) else item)]
+    return [t for t in dict.fromkeys(flat) if _normalise_text(t) in seen]
+
+
 def summarize(runs: Sequence[Mapping[str, float]], key: str) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof = 1; NaN for a single run) of ``runs[i][key]`` over runs."""
     if not runs:
         raise ValueError("runs must hold at least one run")
     vals = np.array([r[key] for r in runs], dtype=float)
     return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+
+
+def per_seed(runs: Sequence[Mapping[str, float]], key: str) -> list[float]:
+    """``[runs[i][key] for i in ...]``: one value per seed, in seed order (for :mod:`mmlab.stats`)."""
+    return [float(r[key]) for r in runs]
+
+
+@dataclass
+class SeedRun:
+    """One trained model of a sweep: its ``seed``, the ``model`` (kept, so that it can be scored on test once the
+    last choice is made), its training ``history`` and ``metrics`` (``evaluate(model)`` on the selection split,
+    plus ``"loss/lnB"``)."""
+
+    seed: int
+    model: DualEncoder
+    history: History
+    metrics: Metrics
 
 
 def train_seeds(
@@ -128,11 +165,15 @@ def train_seeds(
     batch_size: int = 128,
     desc: str = "",
     progress: bool = False,
-) -> list[Metrics]:
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> list[SeedRun]:
     """One run per seed: build ``make_model()`` and train it on the pairs ``(x_a, x_b)`` with
     :func:`~mmlab.contrastive.train_contrastive`, under :func:`mmlab.runtime.seeded` ``(seed)`` (the caller's
-    random state is left as it was), then score it. Each run's row: ``evaluate(model)`` plus ``"loss/lnB"``,
-    the final epoch's training loss as a fraction of its chance level ``ln batch_size``."""
+    random state is left as it was), then score it with ``evaluate`` — meant to see the validation split only,
+    so that a setting can be chosen before any test number exists. Each :class:`SeedRun`'s ``metrics``:
+    ``evaluate(model)`` plus ``"loss/lnB"``, the final epoch's training loss as a fraction of its chance level
+    ``ln batch_size``; the model is kept for the test evaluation after the choice. ``loss_fn`` replaces the CLIP
+    loss (as in :func:`~mmlab.contrastive.train_contrastive`)."""
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
     runs = []
@@ -148,8 +189,11 @@ def train_seeds(
                 seed=seed,
                 desc=f"{desc} seed {seed}",
                 progress=progress,
+                loss_fn=loss_fn,
             )
-        runs.append({**evaluate(model), "loss/lnB": h["train_loss"][-1] / math.log(batch_size)})
+        runs.append(
+            SeedRun(seed, model, h, {**evaluate(model), "loss/lnB": h["train_loss"][-1] / math.log(batch_size)})
+        )
     return runs
 
 
@@ -210,14 +254,19 @@ def data_size_run(
 
 
 def sweep_figure(
-    xs: Sequence[float], runs: Mapping[float, Sequence[Mapping[str, float]]], name: str, xlabel: str, what: str
+    xs: Sequence[float],
+    runs: Mapping[float, Sequence[Mapping[str, float]]],
+    name: str,
+    xlabel: str,
+    what: str,
+    split: str = "val",
 ) -> tuple[Figure, np.ndarray]:
-    """Test R@1 (image→text) and the final training loss / ln B against a swept setting ``xs`` (log x), mean ±
-    standard deviation (ddof = 1) over the seeds in ``runs[x]`` (rows of :func:`train_seeds`)."""
+    """R@1 (image→text) on ``split`` and the final training loss / ln B against a swept setting ``xs`` (log x),
+    mean ± standard deviation (ddof = 1) over the seeds in ``runs[x]`` (the ``metrics`` of :func:`train_seeds`)."""
     fig, axes = new_figure(1, 2, size=(10.5, 3.6))
     n = min(len(runs[x]) for x in xs)
     for ax, key, label in (
-        (axes[0], "image→text R@1", "test R@1 (fraction)"),
+        (axes[0], "image→text R@1", f"{split} R@1 (fraction)"),
         (axes[1], "loss/lnB", "final training loss / ln B"),
     ):
         plot_curves(
@@ -230,7 +279,7 @@ def sweep_figure(
             title=f"{label.split(' (')[0]} vs {what}, {n} seeds",
             ax=ax,
         )
-    axes[0].set_ylim(0.85, 1.0)
+    axes[0].set_ylim(0.8, 1.0)
     return fig, axes
 
 
