@@ -3,15 +3,18 @@
 * :class:`MultimodalMLP`: an all-Linear late-fusion network (every layer can be pruned, quantized and exported);
 * :func:`bag_of_words`: the caption features it reads;
 * :func:`pruning_sweep` / :class:`PruneSweep`: prune at several ratios with
-  :func:`mmlab.deploy.prune_structured`, fine-tune, time every model side by side with
-  :func:`mmlab.deploy.compare_latency`;
+  :func:`mmlab.deploy.prune_structured`, fine-tune every model (the unpruned one too, for a fair baseline) over
+  several seeds, evaluate on val and test, time every model side by side with
+  :func:`mmlab.deploy.compare_latency`; :func:`choose_prune_ratio` picks a ratio from the validation split only;
+* :func:`student_runs` / :func:`choose_distillation`: the same small student trained on labels alone or
+  distilled with each ``(T, λ)``, over seeds, and the setting chosen on validation;
 * :func:`tradeoff_figure`: the lesson's widget (accuracy, speed-up and size against the prune ratio).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +23,23 @@ import torch
 from torch import nn
 
 from ..checks import check_tensor
-from ..deploy import compare_latency, model_size_bytes, prune_structured
+from ..deploy import Timing, compare_latency, distill, model_size_bytes, prune_structured
 from ..models import count_parameters, mlp
+from ..runtime import seeded
+from ..train import fit
 from ..viz import new_figure
 
-__all__ = ["MultimodalMLP", "bag_of_words", "PruneSweep", "pruning_sweep", "tradeoff_figure"]
+__all__ = [
+    "MultimodalMLP",
+    "bag_of_words",
+    "PruneSweep",
+    "pruning_sweep",
+    "choose_prune_ratio",
+    "StudentRuns",
+    "student_runs",
+    "choose_distillation",
+    "tradeoff_figure",
+]
 
 
 class MultimodalMLP(nn.Module):
@@ -111,15 +126,25 @@ def bag_of_words(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
 
 @dataclass
 class PruneSweep:
-    """Results of :func:`pruning_sweep`, one entry per ratio; ``latency[b]`` holds median seconds per batch of
-    ``b`` items (``ratios[0]`` should be 0, the unpruned model)."""
+    """Results of :func:`pruning_sweep`, one entry per ratio (``ratios[0]`` should be 0, the unpruned model).
+
+    ``accuracy[split]`` is ``(n_ratios, n_seeds)`` after fine-tuning (every ratio, 0 included, fine-tuned alike);
+    ``accuracy_no_finetune[split]`` is ``(n_ratios,)`` right after pruning (deterministic: no seed);
+    ``timings[b][i]`` holds the samples of ratio ``i`` at batch size ``b`` (``latency[b]`` their medians, in
+    seconds); ``models[i]`` is the first seed's fine-tuned model at ratio ``i`` (eval mode)."""
 
     ratios: list[float]
-    accuracy: list[float]
-    accuracy_no_finetune: list[float]
+    seeds: list[int]
+    accuracy: dict[str, np.ndarray]
+    accuracy_no_finetune: dict[str, np.ndarray]
     params: list[int]
     size_bytes: list[int]
-    latency: dict[int, list[float]]
+    timings: dict[int, list[Timing]]
+    models: list[nn.Module]
+
+    @property
+    def latency(self) -> dict[int, list[float]]:
+        return {b: [t.median for t in ts] for b, ts in self.timings.items()}
 
     def index(self, ratio: float) -> int:
         """Position of the sweep ratio nearest to ``ratio`` (which must lie within 0.05 of one)."""
@@ -133,36 +158,55 @@ def pruning_sweep(
     model: nn.Module,
     ratios: Sequence[float],
     *,
-    evaluate: Callable[[nn.Module], float],
+    evaluate: Callable[[nn.Module], Mapping[str, float]],
     make_inputs: Callable[[int], tuple[torch.Tensor, ...]],
     batch_sizes: Sequence[int] = (1, 16, 256),
-    finetune: Callable[[nn.Module], Any] | None = None,
+    finetune: Callable[[nn.Module, int], Any] | None = None,
+    seeds: Sequence[int] = (0,),
     criterion: str = "l1",
+    calibration: Sequence[torch.Tensor] | None = None,
     repeats: int = 7,
     device: torch.device | str | None = None,
     clock: str = "wall",
     progress: bool = True,
 ) -> PruneSweep:
-    """Prune ``model`` at each ratio with :func:`mmlab.deploy.prune_structured` (units ranked by ``‖W_j‖₁``,
-    Li et al. 2017), then record accuracy before and after ``finetune(pruned)`` (``evaluate(model) ->
-    accuracy``), parameters, checkpoint size, and the median latency of ``model(*make_inputs(b))`` for every
-    batch size ``b`` (all models timed side by side, interleaved, in eval mode under ``inference_mode``, by
-    :func:`mmlab.deploy.compare_latency` with ``repeats``, ``device`` and ``clock``)."""
+    """Prune ``model`` at each ratio with :func:`mmlab.deploy.prune_structured` (``criterion``: ``"l1"`` ranks
+    units by ``‖W_j‖₁``, Li et al. 2017; ``"taylor"`` by ``‖a_j·∂f/∂a_j‖`` on ``calibration``, after
+    Molchanov et al. 2017), record ``evaluate(pruned) -> {split: accuracy}`` right after pruning, then for each
+    seed ``s`` fine-tune a fresh copy with ``finetune(copy, s)`` and evaluate it again. Ratio 0 (the unpruned
+    model) is fine-tuned exactly like the others, so that every pruned model is compared with a baseline that
+    got the same extra training. Also records parameters, checkpoint size, and the latency of
+    ``model(*make_inputs(b))`` for every batch size ``b`` (the first seed's models, all timed side by side,
+    interleaved, in eval mode under ``inference_mode``, by :func:`mmlab.deploy.compare_latency` with
+    ``repeats``, ``device`` and ``clock``; timing does not depend on the weights' values)."""
+    import copy
+
     from tqdm.auto import tqdm
 
-    if not len(ratios) or not len(batch_sizes):
-        raise ValueError("ratios and batch_sizes must be non-empty")
-    models, acc, acc0, params, sizes = [], [], [], [], []
+    if not len(ratios) or not len(batch_sizes) or not len(seeds):
+        raise ValueError("ratios, batch_sizes and seeds must be non-empty")
+    models, params, sizes = [], [], []
+    acc: dict[str, list[list[float]]] = {}
+    acc0: dict[str, list[float]] = {}
     for r in tqdm(list(ratios), desc="prune + fine-tune", disable=not progress, leave=False):
-        pruned = prune_structured(model, r, criterion=criterion)
-        acc0.append(float(evaluate(pruned)))
-        if finetune is not None and r > 0:
-            finetune(pruned)
-        acc.append(float(evaluate(pruned)))
-        pruned.eval()
-        models.append(pruned)
-        params.append(count_parameters(pruned))
-        sizes.append(model_size_bytes(pruned))
+        pruned = prune_structured(model, r, criterion=criterion, calibration=calibration)
+        for split, a in evaluate(pruned).items():
+            acc0.setdefault(split, []).append(float(a))
+        rows: dict[str, list[float]] = {}
+        first = None
+        for seed in seeds:
+            tuned = copy.deepcopy(pruned)
+            if finetune is not None:
+                finetune(tuned, seed)
+            tuned.eval()
+            for split, a in evaluate(tuned).items():
+                rows.setdefault(split, []).append(float(a))
+            first = tuned if first is None else first
+        for split, row in rows.items():
+            acc.setdefault(split, []).append(row)
+        models.append(first)
+        params.append(count_parameters(first))
+        sizes.append(model_size_bytes(first))
     inputs = {b: make_inputs(b) for b in batch_sizes}
 
     def call(m: nn.Module, x: tuple) -> Callable[[], Any]:
@@ -178,33 +222,134 @@ def pruning_sweep(
         device=device,
         clock=clock,
     )
-    latency = {int(b): [timings[(i, b)].median for i in range(len(models))] for b in batch_sizes}
-    return PruneSweep([float(r) for r in ratios], acc, acc0, params, sizes, latency)
+    return PruneSweep(
+        [float(r) for r in ratios],
+        [int(s) for s in seeds],
+        {k: np.array(v) for k, v in acc.items()},
+        {k: np.array(v) for k, v in acc0.items()},
+        params,
+        sizes,
+        {int(b): [timings[(i, b)] for i in range(len(models))] for b in batch_sizes},
+        models,
+    )
 
 
-def tradeoff_figure(sweep: PruneSweep, prune_ratio: float = 0.5, batch_size: int | None = None):
-    """The lesson's widget: accuracy, speed-up and size against the prune ratio, the chosen setting marked.
+def choose_prune_ratio(sweep: PruneSweep, *, split: str = "val", max_drop: float = 0.02) -> float:
+    """The largest swept ratio whose fine-tuned accuracy on ``split`` stays within ``max_drop`` of the fine-tuned
+    unpruned model's, on average over the seeds: ``max{r : mean_s(acc[r, s] − acc[0, s]) ≥ −max_drop}``.
 
-    ``speed-up(r) = latency(0) / latency(r)`` at ``batch_size`` items per call; sizes are checkpoint bytes.
+    Meant for the validation split: the test split is read only after this choice."""
+    if split not in sweep.accuracy:
+        raise ValueError(f"split must be one of the evaluated splits {sorted(sweep.accuracy)}, got {split!r}")
+    if sweep.ratios[0] != 0:
+        raise ValueError(f"the sweep must start at ratio 0 (the fine-tuned baseline), got {sweep.ratios[0]}")
+    acc = sweep.accuracy[split]
+    drop = (acc - acc[0]).mean(axis=1)
+    ok = [r for r, d in zip(sweep.ratios, drop) if d >= -max_drop]
+    return max(ok)
+
+
+Setting = tuple[float, float] | None  # (temperature T, λ) for distillation, None for labels alone
+
+
+@dataclass
+class StudentRuns:
+    """Results of :func:`student_runs`: ``accuracy[setting][split]`` is ``(n_seeds,)``, one value per seed;
+    ``setting`` is ``None`` (labels alone) or ``(T, λ)``; ``models[setting, seed]`` is that trained student (CPU,
+    eval mode), to evaluate on another split later."""
+
+    seeds: list[int]
+    accuracy: dict[Setting, dict[str, np.ndarray]]
+    models: dict[tuple[Setting, int], nn.Module]
+
+
+def student_runs(
+    make_student: Callable[[], nn.Module],
+    teacher: nn.Module,
+    make_loader: Callable[[int], Any],
+    *,
+    settings: Sequence[Setting],
+    seeds: Sequence[int],
+    evaluate: Callable[[nn.Module], Mapping[str, float]],
+    epochs: int,
+    lr: float,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> StudentRuns:
+    """Train the same student for every setting and seed: ``None`` → cross-entropy on the labels
+    (:func:`mmlab.train.fit`), ``(T, λ)`` → :func:`mmlab.deploy.distill` with temperature ``T`` and soft-target
+    weight ``λ`` (Hinton et al. 2015). For seed ``s`` every setting starts from the same initialisation
+    (``make_student()`` under :func:`mmlab.runtime.seeded` ``(s)``) and sees the same batches
+    (``make_loader(s)``), so differences between settings are paired by seed. Each student is moved to the CPU
+    and evaluated with ``evaluate(student) -> {split: accuracy}``."""
+    from tqdm.auto import tqdm
+
+    if not len(settings) or not len(seeds):
+        raise ValueError("settings and seeds must be non-empty")
+    acc: dict[Setting, dict[str, list[float]]] = {s: {} for s in settings}
+    models: dict[tuple[Setting, int], nn.Module] = {}
+    jobs = [(st, seed) for st in settings for seed in seeds]
+    for setting, seed in tqdm(jobs, desc="students", disable=not progress, leave=False):
+        with seeded(seed):
+            student = make_student()
+        kw = dict(epochs=epochs, lr=lr, device=device, progress=False)
+        if setting is None:
+            fit(student, make_loader(seed), **kw)
+        else:
+            t, lam = setting
+            distill(student, teacher, make_loader(seed), temperature=t, alpha=lam, **kw)
+        student = student.cpu().eval()
+        for split, a in evaluate(student).items():
+            acc[setting].setdefault(split, []).append(float(a))
+        models[setting, seed] = student
+    return StudentRuns(
+        [int(s) for s in seeds], {st: {k: np.array(v) for k, v in d.items()} for st, d in acc.items()}, models
+    )
+
+
+def choose_distillation(runs: StudentRuns, *, split: str = "val") -> tuple[float, float]:
+    """The distillation setting ``(T, λ)`` with the highest mean accuracy on ``split`` over the seeds (ties: the
+    first in the order run). Meant for the validation split: test is read only after this choice."""
+    options = [st for st in runs.accuracy if st is not None]
+    if not options:
+        raise ValueError("runs holds no distillation setting (only labels alone)")
+    if any(split not in runs.accuracy[st] for st in options):
+        raise ValueError(f"split {split!r} was not evaluated")
+    means = [runs.accuracy[st][split].mean() for st in options]
+    return options[int(np.argmax(means))]
+
+
+def tradeoff_figure(sweep: PruneSweep, prune_ratio: float = 0.5, batch_size: int | None = None, *, split: str = "test"):
+    """The lesson's widget: accuracy on ``split`` (mean ± sample std over the fine-tuning seeds, ddof = 1),
+    speed-up and size against the prune ratio, the chosen setting marked.
+
+    ``speed-up(r) = median latency(0) / median latency(r)`` at ``batch_size`` items per call; sizes are
+    checkpoint bytes; the dotted line is the unpruned model fine-tuned like the pruned ones.
     """
+    from ..stats import sample_std
 
     i = sweep.index(prune_ratio)
     sizes = sorted(sweep.latency)
     batch_size = sizes[-1] if batch_size is None else int(batch_size)
     if batch_size not in sweep.latency:
         raise ValueError(f"batch_size must be one of the measured sizes {sizes}, got {batch_size}")
+    if split not in sweep.accuracy:
+        raise ValueError(f"split must be one of the evaluated splits {sorted(sweep.accuracy)}, got {split!r}")
     r = np.array(sweep.ratios)
     lat = np.array(sweep.latency[batch_size])
     speed = lat[0] / lat
     kb = np.array(sweep.size_bytes) / 1e3
+    acc = sweep.accuracy[split]
+    mean = acc.mean(axis=1)
+    std = sample_std(acc, axis=1) if acc.shape[1] > 1 else np.zeros(len(r))
     fig, (a1, a2, a3) = new_figure(1, 3, size=(13, 3.6))
-    a1.plot(r, sweep.accuracy_no_finetune, "o--", color="tab:red", label="pruned, no fine-tuning")
-    a1.plot(r, sweep.accuracy, "o-", color="tab:green", label="pruned + fine-tuned")
-    a1.axhline(sweep.accuracy[0], ls=":", color="gray", lw=1, label="unpruned")
+    a1.plot(r, sweep.accuracy_no_finetune[split], "o--", color="tab:red", label="pruned, no fine-tuning")
+    a1.errorbar(r, mean, yerr=std, fmt="o-", color="tab:green", capsize=3, label=f"+ fine-tuned ({acc.shape[1]} seeds)")
+    a1.axhline(mean[0], ls=":", color="gray", lw=1, label="unpruned, fine-tuned alike")
     a1.set(
         xlabel="prune ratio (share of hidden units removed)",
-        ylabel="test accuracy (fraction)",
-        title="accuracy",
+        ylabel=f"{split} accuracy (fraction)",
+        title=f"accuracy ({split} split)",
         ylim=(0, 1),
     )
     a1.legend(fontsize=8, loc="lower left")
@@ -212,18 +357,18 @@ def tradeoff_figure(sweep: PruneSweep, prune_ratio: float = 0.5, batch_size: int
     a2.axhline(1.0, ls=":", color="gray", lw=1)
     a2.set(
         xlabel="prune ratio (share of hidden units removed)",
-        ylabel="speed-up (× vs unpruned)",
+        ylabel="speed-up (× vs unpruned, medians)",
         title=f"speed at batch {batch_size} ({1e3 * lat[0]:.2f} ms unpruned)",
     )
     a3.bar(r, kb, width=0.06, color="tab:purple", alpha=0.7)
     a3.set(xlabel="prune ratio (share of hidden units removed)", ylabel="checkpoint size (kB)", title="size on disk")
-    for ax, y in ((a1, sweep.accuracy[i]), (a2, speed[i]), (a3, kb[i])):
+    for ax, y in ((a1, mean[i]), (a2, speed[i]), (a3, kb[i])):
         ax.axvline(r[i], color="black", lw=1, alpha=0.6)
         ax.plot([r[i]], [y], "*", ms=14, color="gold", mec="black", zorder=5)
         ax.grid(alpha=0.3)
     fig.suptitle(
-        f"prune {r[i]:.0%}, batch {batch_size}: accuracy {sweep.accuracy[i]:.1%} "
-        f"({100 * (sweep.accuracy[i] - sweep.accuracy[0]):+.1f} points) · {speed[i]:.1f}× faster · "
+        f"prune {r[i]:.0%}, batch {batch_size}: {split} accuracy {mean[i]:.1%} "
+        f"({100 * (mean[i] - mean[0]):+.1f} points vs the fine-tuned unpruned model) · {speed[i]:.1f}× faster · "
         f"{kb[0] / kb[i]:.1f}× smaller"
     )
     return fig
