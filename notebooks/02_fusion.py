@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -28,7 +28,7 @@
 # gain is *efficiency*, not accuracy.
 #
 # **What you'll need:** Lesson 0 (AV-Digits, `mmlab.train.fit`), outer products and `einsum`.
-# Everything runs on a laptop CPU in about a minute. **Time:** ~40 minutes.
+# Everything runs on a laptop CPU in about a minute. **Time:** ~55 minutes.
 #
 # | section | you will | minutes |
 # |---|---|---|
@@ -38,6 +38,7 @@
 # | 4–5 | train five fusions on "is the sum even?" and sweep the rank | 10 |
 # | 6 | train them on the ordinary digit task | 5 |
 # | 7–8 | measure cost, play with the trade-off | 10 |
+# | exercises | write LMF's forward pass and TFN's fused vector, checked on the spot; questions | 15 |
 
 # %%
 # Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
@@ -586,7 +587,8 @@ fig
 # The closed form is not a guess: `saved_activation_bytes` records every tensor autograd saves during a real
 # forward pass. And time: `time_fusions` (from `mmlab.lessons.fusion`, a thin wrapper around the course's one
 # timing helper `mmlab.deploy.compare_latency`) measures forward + backward of several modules side by side
-# (interleaved rounds, median), here for three modalities as the width grows.
+# (interleaved rounds, median), here for three modalities as the width grows. On a CPU it times with one thread
+# and the process's CPU time, which other jobs on a shared machine barely disturb.
 
 # %%
 torch.manual_seed(0)
@@ -660,16 +662,204 @@ interact(
 
 # %% [markdown]
 # ## Exercises
-# 1. **No appended 1.** Write a `TensorFusion` variant without the 1s (use the recipe's `einsum`) and train it on
-#    the ordinary digit task. Then zero the audio features at test time. What happens, and why (section 2)?
-# 2. **Why does LMF transfer worse on the ordinary task?** Section 6 tested one reading with LayerNorm. Try
-#    `normalize="l2"`, or raise the rank to 64, and re-run the control with 5 seeds (choose on val, then score
-#    test). Which changes close LMF's gap, and what does each say about the reading?
-# 3. **Concatenation with a hidden layer.** Replace the head by `Linear → ReLU → Linear` after `ConcatFusion`
-#    and re-run section 4. Can a deeper head learn the XOR? At what cost in epochs?
-# 4. **Three modalities.** Add the caption (Lesson 0's `TextBagEncoder`) and make the label the parity of the
-#    sum of three digits. That is a 3-way interaction: which fusions can represent it at all?
+# Code exercises are checked on the spot; the solutions are in collapsed cells (click to reveal in JupyterLab;
+# in Colab, 'Show code'). Try first.
 #
+# **Exercise 1 — the low-rank fusion forward pass.** Write `low_rank_fusion_forward(features, factors)`, section
+# 3's $h = \sum_{r=1}^{R} \bigodot_{m} \big([z_m; 1]\, W_m^{(r)}\big)$, with plain tensor operations and without
+# ever forming TFN's tensor. `features[m]` is $z_m$, shape (B, $d_m$); `factors[m]` has shape (R, $d_m + 1$, out)
+# and `factors[m][r]` is $W_m^{(r)}$ stored input-by-output, so the row vectors $[z_m; 1]$ (B, $d_m+1$) times it
+# give (B, out); its last row multiplies the appended 1. *Why it matters:* this function is the whole trick that
+# makes LMF cost $R\, d_h \sum_m (d_m + 1)$ instead of $d_h \prod_m (d_m + 1)$ — each line touches one modality.
+# The checker compares your output with `mmlab.fusion.LowRankFusion` for 2 and 3 modalities.
+# *Hint:* `torch.einsum("bi,rio->rbo", z1, w)` gives all R ranks at once; multiply across the modalities first,
+# sum over the rank last.
+
+
+# %%
+# ✏️ Exercise 1: your code here
+def low_rank_fusion_forward(features, factors):
+    """Low-rank fusion (LMF): h = Σ_r ⊙_m ([z_m; 1] @ W_m^(r)).
+
+    features: list of M tensors, features[m] of shape (B, d_m).
+    factors: list of M tensors, factors[m] of shape (R, d_m + 1, out); factors[m][r] is W_m^(r) and its last row
+    multiplies the appended 1. Returns a tensor (B, out).
+    """
+    raise NotImplementedError
+
+
+# %%
+from mmlab.exercises import check_low_rank_fusion, check_tensor_fusion
+
+check_low_rank_fusion(low_rank_fusion_forward)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def low_rank_fusion_forward(features, factors):
+    """LMF: h = Σ_r ⊙_m ([z_m; 1] @ W_m^(r)); features[m] (B, d_m), factors[m] (R, d_m + 1, out)."""
+    h = None
+    for z, w in zip(features, factors):
+        z1 = torch.cat([z, z.new_ones(z.shape[0], 1)], dim=1)  # [z_m; 1], (B, d_m + 1): the 1 meets w's last row
+        a = torch.einsum("bi,rio->rbo", z1, w)  # [z_m; 1] @ W_m^(r) for every rank r at once: (R, B, out)
+        h = a if h is None else h * a  # ⊙ over the modalities, rank by rank (never summed before the product)
+    # Σ over the rank comes last. Why this is TFN with a rank-R weight: <a⊗b⊗c, x⊗y⊗u> = (a·x)(b·y)(c·u), so each
+    # rank's product of per-modality projections is the rank-1 tensor weight applied to the full fused tensor.
+    return h.sum(dim=0)  # (B, out)
+
+
+check_low_rank_fusion(low_rank_fusion_forward)
+
+# %% [markdown]
+# **Exercise 2 — tensor fusion's fused vector.** Write `tensor_fusion_features(features)`: for every sample the
+# vector $\mathrm{vec}([z_1; 1] \otimes [z_2; 1] \otimes \dots \otimes [z_M; 1])$ of section 3, shape
+# (B, $\prod_m (d_m + 1)$), flattened row-major (the last modality's index runs fastest) — the layout of
+# `TensorFusion.weight`, so `TensorFusion.fused_tensor` is the reference. *Why it matters:* this is the object
+# whose size $\prod_m (d_m + 1)$ makes TFN expensive, and the one the article's `einsum` built without the 1s
+# (section 2); a linear layer on it is TFN. *Hint:* for two modalities, `(a[:, :, None] * b[:, None, :]).flatten(1)`
+# is the batched outer product, flattened; fold the modalities in one at a time.
+
+
+# %%
+# ✏️ Exercise 2: your code here
+def tensor_fusion_features(features):
+    """Tensor fusion's fused vector: vec([z_1; 1] ⊗ [z_2; 1] ⊗ ... ⊗ [z_M; 1]) for every sample.
+
+    features: list of M tensors, features[m] of shape (B, d_m). Returns a tensor (B, Π_m (d_m + 1)), flattened
+    row-major (the last modality's index runs fastest), the layout of TensorFusion.weight.
+    """
+    raise NotImplementedError
+
+
+# %%
+check_tensor_fusion(tensor_fusion_features)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def tensor_fusion_features(features):
+    """TFN's fused vector vec([z_1; 1] ⊗ ... ⊗ [z_M; 1]) per sample: (B, Π(d_m + 1)), last modality fastest."""
+    fused = None
+    for z in features:
+        z1 = torch.cat([z, z.new_ones(z.shape[0], 1)], dim=1)  # [z_m; 1]: the 1 keeps the lower-order terms
+        if fused is None:
+            fused = z1
+        else:
+            # batched outer product (B, P, 1) * (B, 1, d_m + 1) -> (B, P, d_m + 1); flattening it row-major puts
+            # the newest (last) modality's index fastest, so folding left to right gives vec(ẑ_1 ⊗ ... ⊗ ẑ_M)
+            fused = (fused[:, :, None] * z1[:, None, :]).flatten(1)
+    return fused
+
+
+check_tensor_fusion(tensor_fusion_features)
+
+# %% [markdown]
+# **Exercise 3 — no appended 1.** Write a `TensorFusion` variant without the 1s (use the recipe's `einsum`) and
+# train it on the ordinary digit task. Then zero the audio features at test time. What happens, and why
+# (section 2)?
+#
+# <details><summary>Answer</summary>
+#
+# Without the 1s every entry of the fused tensor is a product that contains one audio feature, so a zero audio
+# embedding makes the whole fused vector zero — section 2 asserted exactly that (largest |value| = 0). TFN's
+# weight has no separate bias (its bias is the entry that multiplies $1 \otimes 1$, which is gone too), so the
+# head receives the same vector for every sample and predicts **the same class for every test sample**: the
+# accuracy is that one class's share of the test set, whatever the image shows. With the 1s, the image-only block
+# $z_{\text{image}} \otimes 1$ survives, so the image can still move the prediction; how far depends on whether
+# training made that block useful on its own (Lesson 3's subject). How to run it: build
+# `build_fusion_classifier("tensor", 10)`, replace `model.fusion` by your variant (same `out_dim`), train with
+# `mmlab.train.fit`, and at test time compute `model.head(model.fusion(z_image, torch.zeros_like(z_audio)))` with
+# `z_image, z_audio = model.features(image, audio)`. Zero the *embedding*: a zero raw audio input still gives a
+# non-zero embedding (the encoder's biases), and the argument above no longer holds exactly.
+# </details>
+#
+# **Exercise 4 — why does LMF transfer worse on the ordinary task?** Section 6 tested one reading with LayerNorm.
+# Try `normalize="l2"`, or raise the rank to 64, and re-run the control with 5 seeds (choose on val, then score
+# test). Which changes close LMF's gap, and what does each say about the reading?
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: `run("lowrank", digit, s, num_classes=10, epochs=DIGIT_EPOCHS, normalize="l2")` and
+# `run(..., rank=64)` for the 5 seeds; each model's transfer gap is val − test, compared with plain LMF's by
+# `paired_bootstrap`, as in section 6. What to look for: the reading "the scale of the shifted audio features,
+# multiplied into every unit, is what LMF pays for" predicts that `"l2"` (which removes each embedding's scale
+# entirely) shrinks the gap at least as much as LayerNorm did (by more than 10 points, measured above), while
+# rank 64 should not help — more rank only adds more products of the same unnormalised features. If rank 64
+# closes the gap instead, the rank-2 constraint was part of the problem and the reading is incomplete. Note the
+# price: at rank 64 LMF has $64 \cdot 64 \cdot 130 = 532{,}480$ fusion parameters, more than TFN's $270{,}400$
+# (see the derivation below: LMF is cheaper only below rank 32.5 here).
+# </details>
+#
+# **Exercise 5 — concatenation with a hidden layer.** Replace the head by `Linear → ReLU → Linear` after
+# `ConcatFusion` and re-run section 4. Can a deeper head learn the XOR? At what cost in epochs?
+#
+# <details><summary>Answer</summary>
+#
+# In principle, yes: section 1's argument is about a *linear* read-out of a sum of per-modality terms. A hidden
+# ReLU layer after the concatenation is the first place where the two modalities meet non-linearly, and two
+# units are enough for an XOR of ±1 parity codes $a, b$: $\mathrm{relu}(a+b-1) + \mathrm{relu}(-a-b-1)$ is 1 when
+# $a = b$ and 0 otherwise. The encoders cannot do it (each sees one modality). How many epochs it needs, and
+# whether it reaches TFN's val accuracy within the 15-epoch budget, is for you to measure: build
+# `MultimodalClassifier(encoders, 2)` (concatenation, 128-d) with `model.head = nn.Sequential(nn.Linear(128, 64),
+# nn.ReLU(), nn.Linear(64, 2))`, train with `mmlab.train.fit` keeping the best epoch on val, and compare its val
+# curve with TFN's over the same seeds. The lesson's point survives either way: "concatenation fails" really
+# means "a linear read-out of a sum fails".
+# </details>
+#
+# **Exercise 6 — three modalities.** Add the caption (Lesson 0's `TextBagEncoder`) and make the label the parity
+# of the sum of three digits. That is a 3-way interaction: which fusions can represent it at all?
+#
+# <details><summary>Answer</summary>
+#
+# On ±1 parity codes the label is the single product $p_a\, p_b\, p_c$. Concatenation and late fusion (a linear
+# read-out of per-modality terms) cannot represent it, for section 1's reason. TFN with three modalities
+# contains the triple products $z_a \otimes z_b \otimes z_c$, and every LMF rank term is a product over all three
+# modalities, so both can (rank 1 suffices for one product). Gated fusion sums one-modality terms weighted by
+# gates computed from all modalities — a weaker interaction; whether it can fit a 3-way parity is something to
+# measure, not assume. The cost (closed form, width 64, $d_h = 64$): TFN $64 \cdot 65^3 = 17{,}576{,}000$ fusion
+# parameters, LMF at rank 2 $2 \cdot 64 \cdot 195 = 24{,}960$. `fusion_task` builds image–speech pairs only, so
+# you have to build the triples (and the captions) yourself.
+# </details>
+#
+# ## Check your understanding
+# 1. Which blocks does $[z_1; 1] \otimes [z_2; 1]$ contain, and which of them survive when $z_2 = 0$?
+#
+#    <details><summary>Answer</summary>
+#
+#    $z_1 z_2^\top$ (the bimodal products), $z_1$ (the first modality alone, times the other's 1), $z_2^\top$ (the
+#    second alone) and the constant 1. With $z_2 = 0$, $z_1$ and the constant survive, so the first modality can still
+#    be read. Without the 1s only $z_1 z_2^\top$ exists, and it is all zero.
+#    </details>
+#
+# 2. **Derivation: parameters of tensor vs low-rank fusion.** Count both for $M$ modalities, $D_m = d_m + 1$,
+#    output width $d_h$, rank $R$. When is LMF cheaper, and what is the ratio at section 3's widths?
+#
+#    <details><summary>Answer</summary>
+#
+#    TFN's weight maps the fused vector ($\prod_m D_m$ entries) to $d_h$ outputs: $d_h \prod_m D_m$ parameters
+#    (no separate bias: the entry that multiplies $1 \otimes \dots \otimes 1$ is the bias). LMF stores, for each
+#    rank $r$ and modality $m$, a matrix $W_m^{(r)}$ of shape $d_h \times D_m$: $R\, d_h \sum_m D_m$. LMF is cheaper
+#    exactly when $R < \prod_m D_m / \sum_m D_m$. For two 64-d modalities and $d_h = 64$: TFN
+#    $64 \cdot 65^2 = 270{,}400$, LMF at $R = 2$: $2 \cdot 64 \cdot 130 = 16{,}640$, a ratio of 16.25 — the "16×"
+#    asserted in sections 3 and 5; the break-even rank is $4225/130 = 32.5$. With three modalities it is
+#    $65^3/195 \approx 1408$: the saving grows with every modality. Compute needs the same identity as the
+#    exercise: $\langle w_1 \otimes \dots \otimes w_M,\, \hat z_1 \otimes \dots \otimes \hat z_M\rangle =
+#    \prod_m w_m \cdot \hat z_m$, so the tensor is never formed.
+#    </details>
+#
+# 3. With two modalities, which rank $R$ lets LMF represent *every* TFN weight, and what does it cost then?
+#
+#    <details><summary>Answer</summary>
+#
+#    Each output unit's slice of TFN's weight is a $D_1 \times D_2$ matrix; LMF writes it as a sum of $R$ outer
+#    products, i.e. a matrix of rank at most $R$. Every $D_1 \times D_2$ matrix has rank at most
+#    $\min(D_1, D_2)$, and its SVD writes it as that many outer products, so $R = \min(D_1, D_2)$ suffices. At that
+#    rank LMF has $\min(D_1, D_2)\, d_h (D_1 + D_2)$ parameters — with $D_1 = D_2 = D$, $2\, d_h D^2$, twice TFN's.
+#    LMF saves only because it *restricts* the rank. (With three or more modalities there is no SVD, and the
+#    tensor rank needed can exceed every $D_m$; see Kolda & Bader below.)
+#    </details>
+
+# %% [markdown]
 # ## Summary
 # * A linear read-out of concatenated (or averaged) features is a sum of per-modality terms: it cannot model an
 #   interaction such as XOR, and on "is the sum even?" it stays at chance (5 seeds).
@@ -685,3 +875,51 @@ interact(
 # * Protocol: epochs and rank chosen on val (training voices, new recordings), accuracy reported on test
 #   (unseen voices); a val–test gap is the cost of a new voice.
 # * Next: **Lesson 3 — missing modalities**, where a modality is absent at test time.
+
+# %% [markdown]
+# ## References
+# **Methods used in this lesson**
+# * A. Zadeh, M. Chen, S. Poria, E. Cambria, L.-P. Morency. *Tensor Fusion Network for Multimodal Sentiment
+#   Analysis.* EMNLP 2017. [arXiv:1707.07250](https://arxiv.org/abs/1707.07250)
+# * Z. Liu, Y. Shen, V. B. Lakshminarasimhan, P. P. Liang, A. Zadeh, L.-P. Morency. *Efficient Low-rank
+#   Multimodal Fusion with Modality-Specific Factors.* ACL 2018. [arXiv:1806.00064](https://arxiv.org/abs/1806.00064)
+# * J. Arevalo, T. Solorio, M. Montes-y-Gómez, F. A. González. *Gated Multimodal Units for Information Fusion.*
+#   2017. [arXiv:1702.01992](https://arxiv.org/abs/1702.01992)
+# * T. G. Kolda, B. W. Bader. *Tensor Decompositions and Applications.* SIAM Review 51(3), 2009.
+#   [doi:10.1137/07070111X](https://doi.org/10.1137/07070111X) (CP rank, the low-rank structure behind LMF)
+# * J. L. Ba, J. R. Kiros, G. E. Hinton. *Layer Normalization.* 2016.
+#   [arXiv:1607.06450](https://arxiv.org/abs/1607.06450)
+# * I. Loshchilov, F. Hutter. *Decoupled Weight Decay Regularization* (AdamW). ICLR 2019.
+#   [arXiv:1711.05101](https://arxiv.org/abs/1711.05101)
+# * B. Efron. *Bootstrap Methods: Another Look at the Jackknife.* Annals of Statistics 7(1), 1979.
+#   [doi:10.1214/aos/1176344552](https://doi.org/10.1214/aos/1176344552) (the paired intervals over seeds)
+# * S. Davis, P. Mermelstein. *Comparison of Parametric Representations for Monosyllabic Word Recognition in
+#   Continuously Spoken Sentences.* IEEE Trans. ASSP 28(4), 1980.
+#   [doi:10.1109/TASSP.1980.1163420](https://doi.org/10.1109/TASSP.1980.1163420) (MFCC)
+#
+# **Data**
+# * AV-Digits, this course's set (see `data/README.md`), built the way AV-MNIST is: V. Vielzeuf, A. Lechervy,
+#   S. Pateux, F. Jurie. *CentralNet: a Multilayer Approach for Multimodal Fusion.* ECCV Workshops 2018.
+#   [arXiv:1808.07275](https://arxiv.org/abs/1808.07275)
+# * Images: E. Alpaydin, C. Kaynak. *Optical Recognition of Handwritten Digits.* UCI Machine Learning Repository,
+#   1998. [archive.ics.uci.edu](https://archive.ics.uci.edu/ml/datasets/optical+recognition+of+handwritten+digits),
+#   as shipped by scikit-learn's `load_digits` (F. Pedregosa et al., *Scikit-learn: Machine Learning in Python*,
+#   JMLR 12, 2011, [jmlr.org](https://jmlr.org/papers/v12/pedregosa11a.html)).
+# * Speech: synthesised with [eSpeak NG](https://github.com/espeak-ng/espeak-ng).
+#
+# **Alternatives worth knowing**
+# * Bilinear pooling, the same idea (products across modalities) made affordable by other factorizations:
+#   A. Fukui et al. *Multimodal Compact Bilinear Pooling for Visual Question Answering and Visual Grounding*
+#   (MCB, count sketch). EMNLP 2016. [arXiv:1606.01847](https://arxiv.org/abs/1606.01847) ·
+#   J.-H. Kim et al. *Hadamard Product for Low-rank Bilinear Pooling* (MLB). ICLR 2017.
+#   [arXiv:1610.04325](https://arxiv.org/abs/1610.04325) ·
+#   Z. Yu, J. Yu, J. Fan, D. Tao. *Multi-modal Factorized Bilinear Pooling with Co-Attention Learning for Visual
+#   Question Answering* (MFB). ICCV 2017. [arXiv:1708.01471](https://arxiv.org/abs/1708.01471) ·
+#   H. Ben-younes, R. Cadene, M. Cord, N. Thome. *MUTAN: Multimodal Tucker Fusion for Visual Question
+#   Answering.* ICCV 2017. [arXiv:1705.06676](https://arxiv.org/abs/1705.06676)
+# * Conditioning one modality on another: E. Perez, F. Strub, H. de Vries, V. Dumoulin, A. Courville. *FiLM:
+#   Visual Reasoning with a General Conditioning Layer.* AAAI 2018. [arXiv:1709.07871](https://arxiv.org/abs/1709.07871)
+# * Attention-based fusion of sequences: Y.-H. H. Tsai et al. *Multimodal Transformer for Unaligned Multimodal
+#   Language Sequences* (MulT). ACL 2019. [arXiv:1906.00295](https://arxiv.org/abs/1906.00295)
+# * A map of the field: T. Baltrušaitis, C. Ahuja, L.-P. Morency. *Multimodal Machine Learning: A Survey and
+#   Taxonomy.* IEEE TPAMI 41(2), 2019. [arXiv:1705.09406](https://arxiv.org/abs/1705.09406)

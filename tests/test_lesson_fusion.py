@@ -98,18 +98,20 @@ def test_time_fusions_delegates_to_the_one_timing_helper(monkeypatch):
     seen = {}
 
     def fake_compare_latency(fns, **kwargs):
-        seen.update(kwargs, names=list(fns))
+        seen.update(kwargs, names=list(fns), threads=torch.get_num_threads())
         for fn in fns.values():
             fn()
         return {name: Timing([3.0, 1.0, 2.0]) for name in fns}
 
     monkeypatch.setattr(lesson, "compare_latency", fake_compare_latency)
+    threads_before = torch.get_num_threads()
     dims = [2, 2]
     t = time_fusions({"a": TensorFusion(dims, 3), "b": LowRankFusion(dims, 3, 1)}, *_features(dims), rounds=3)
     assert t == {"a": 2.0, "b": 2.0}  # the median of each module's samples
     assert seen["names"] == ["a", "b"] and seen["repeats"] == 3 and seen["number"] == "auto"
-    expected = "cpu" if torch.get_num_threads() == 1 else "wall"
-    assert seen["clock"] == expected and seen["device"] == torch.device("cpu")
+    # on a CPU: one thread and the CPU-time clock while timing, the caller's thread count restored afterwards
+    assert seen["clock"] == "cpu" and seen["threads"] == 1 and seen["device"] == torch.device("cpu")
+    assert torch.get_num_threads() == threads_before
 
 
 def _tiny_task(n: int = 96, seed: int = 0, shift: float = 0.0) -> dict[str, torch.Tensor]:

@@ -54,30 +54,38 @@ def time_fusions(
     module, measured side by side with :func:`mmlab.deploy.compare_latency`.
 
     Each module is warmed up, then timed in ``rounds`` interleaved rounds with their order rotated
-    (``number="auto"``: a sample runs enough passes to last about ``sample_s``). The clock is wall time, except on
-    a CPU with torch limited to one thread (``OMP_NUM_THREADS=1``), where it is the process's CPU time, which
-    other processes on a shared machine barely disturb. On CUDA the device is synchronised around each sample.
+    (``number="auto"``: a sample runs enough passes to last about ``sample_s``). On a CPU the modules are timed
+    with one torch thread (restored afterwards) on the process's CPU-time clock: these batch-64 layers gain little
+    from a second thread, and a multi-threaded kernel on a machine shared with other jobs spin-waits for a busy
+    core, which multiplies wall times erratically (measured: 60× for one module, not the other). On CUDA the
+    clock is wall time and the device is synchronised around each sample.
     """
     if not modules:
         raise ValueError("modules must name at least one module")
     if not features:
         raise ValueError("features must hold at least one tensor (one per modality)")
     device = features[0].device
-    clock = "cpu" if device.type == "cpu" and torch.get_num_threads() == 1 else "wall"
+    on_cpu = device.type == "cpu"
 
     def step(module: nn.Module) -> None:
         module.zero_grad(set_to_none=True)
         module(*features).square().mean().backward()
 
-    timings = compare_latency(
-        {name: partial(step, module) for name, module in modules.items()},
-        warmup=1,
-        repeats=rounds,
-        device=device,
-        clock=clock,
-        number="auto",
-        sample_s=sample_s,
-    )
+    threads = torch.get_num_threads()
+    if on_cpu:
+        torch.set_num_threads(1)
+    try:
+        timings = compare_latency(
+            {name: partial(step, module) for name, module in modules.items()},
+            warmup=1,
+            repeats=rounds,
+            device=device,
+            clock="cpu" if on_cpu else "wall",
+            number="auto",
+            sample_s=sample_s,
+        )
+    finally:
+        torch.set_num_threads(threads)
     return {name: t.median for name, t in timings.items()}
 
 
