@@ -97,6 +97,22 @@ SCROLL_TO_CELL_JS = """
 """
 
 
+def _reveal_first_solution(page) -> str:
+    """Click the first collapsed input (a solution cell, source_hidden) as a learner would; return its code."""
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    index = page.evaluate(
+        "() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')]"
+        ".findIndex(c => c.querySelector('.jp-InputPlaceholder'))"
+    )
+    assert index >= 0, "no collapsed cell on the page"
+    cell = cells.nth(index)  # by position: once opened, it no longer matches "has a placeholder"
+    cell.scroll_into_view_if_needed(timeout=10_000)
+    cell.locator(".jp-InputPlaceholder").first.click()
+    editor = cell.locator(".jp-InputArea-editor .cm-content").first
+    editor.wait_for(state="visible", timeout=10_000)
+    return editor.inner_text()
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
 
@@ -219,7 +235,12 @@ def test_lesson_runs_in_jupyterlab(lesson: Path, lab, browser, lesson_timeout, l
         if after["src"] == before["src"]:  # compared here, not in an assert, to keep the PNGs out of the report
             pytest.fail(f"{rel}: moving slider {row['slider']!r} did not change the widget's figure")
         assert not page_errors, f"{rel}: JavaScript errors in the page: {page_errors}"
-        row["result"] = f"ok ({shown['figures']} figures; {row['slider']})"
+        if 'tags=["solution"]' in lesson.with_suffix(".py").read_text():  # a hidden solution opens and renders
+            code = _reveal_first_solution(page)
+            assert "@title Solution" in code and "def " in code, f"{rel}: the revealed solution shows {code[:80]!r}"
+            row["solution"] = "revealed"
+        solution = "; a solution revealed" if row.get("solution") else ""
+        row["result"] = f"ok ({shown['figures']} figures; {row['slider']}{solution})"
     except BaseException as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
         row["result"] = "FAILED: " + " ".join(lines)[:160]

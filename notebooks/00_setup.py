@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -25,7 +25,7 @@
 # worth something with its data, metric, baseline and seeds.
 #
 # **What you'll need:** Python and a little PyTorch. Everything runs on a laptop CPU; a GPU is used when
-# present. **Time:** ~20 minutes.
+# present. **Time:** ~30 minutes (~10 of them for the exercises).
 #
 # ## The course
 # Each lesson starts from a *tempting recipe* that circulates in blog posts, shows measurably where it fails,
@@ -274,7 +274,7 @@ bar_chart(
 # * the joint model beats every single modality — the one chosen on val and each of the others — with a 95%
 #   paired interval whose lower bound is above a 5-point margin;
 # * val chose audio as the best single modality — on voices it has heard. On new voices audio alone loses more
-#   than 10 points in every seed (val − test of the same models): the cost of a new voice, which exercise 2
+#   than 10 points in every seed (val − test of the same models): the cost of a new voice, which exercise 3
 #   compares with the joint model's.
 
 # %%
@@ -349,17 +349,211 @@ for info in sorted(pkgutil.walk_packages(mmlab.__path__, "mmlab."), key=lambda m
 
 # %% [markdown]
 # ## Exercises
-# 1. Set `knobs = dict()` (no noise) and re-run section 4. Which modality becomes a shortcut, and what happens
-#    to the joint model's margin over it?
-# 2. **The cost of a new voice.** The audio-only models above were trained on train, their epochs chosen on
-#    val, and reported on test. Evaluate the same models on val (seen voices, unseen recordings) and on test
-#    (unseen voices) and compute, per seed, val − test: that gap is the cost of a new voice. Do the same for the
-#    joint model and compare the two gaps with `paired_bootstrap`. (Nothing here is chosen on test.)
-# 3. Replace `MLPEncoder` by `mmlab.models.ImageCNN` for images. Does a CNN help on 8×8 pixels?
+# Code exercises are checked on the spot; the solutions are in collapsed cells (click to reveal in JupyterLab;
+# in Colab, 'Show code'). Try first.
 #
+# **Exercise 1 — the spread over seeds.** Every "± s" this course prints (`format_spread`, the error bars of the
+# chart above) is the *sample* standard deviation over seeds. Write `std_over_seeds(acc)`: for a table of
+# accuracies with one row per seed and one column per setup, return one standard deviation per setup. Why it
+# matters: with 5 seeds, dividing by n instead of n − 1 shrinks every spread by √(4/5) ≈ 0.89, and the
+# method looks more stable than it is. *Hint:* reduce over axis 0 (the seeds), and divide the sum of squared
+# deviations by `n_seeds - 1`.
+
+
+# %%
+# ✏️ Exercise 1: your code here
+def std_over_seeds(acc):
+    """The sample standard deviation over seeds, one value per setup.
+
+    acc: array (n_seeds, n_setups), e.g. test accuracies; row i = seed i, column j = setup j.
+    Returns an array (n_setups,): s_j = sqrt( Σ_i (acc[i, j] - mean_j)² / (n_seeds - 1) ).
+    """
+    raise NotImplementedError
+
+
+# %%
+from mmlab.exercises import check_std_over_seeds
+
+check_std_over_seeds(std_over_seeds)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def std_over_seeds(acc):
+    """The sample standard deviation over seeds (ddof = 1), one value per setup: (n_seeds, n_setups) -> (n_setups,)."""
+    n_seeds = acc.shape[0]
+    mean = acc.mean(axis=0)  # one mean per setup: average down each column, i.e. over the seeds
+    squared_deviation = (acc - mean) ** 2  # broadcasting subtracts column j's mean from every entry of column j
+    # Bessel's correction: the deviations are measured from the sample mean, which was fitted to these same n
+    # values and so sits closer to them than the true mean does; dividing by n - 1 instead of n makes the
+    # variance unbiased (see "Check your understanding" below). Then the square root turns it back into a std.
+    return np.sqrt(squared_deviation.sum(axis=0) / (n_seeds - 1))
+
+
+check_std_over_seeds(std_over_seeds)
+
+# %% [markdown]
+# **Exercise 2 — without noise.** Set `knobs = dict()` (no noise) and re-run section 4. Which modality becomes a
+# shortcut, and what happens to the joint model's margin over it?
+#
+# <details><summary>Answer</summary>
+#
+# Text. With `text_noise=0` every caption names its digit (section 4: "with clean captions, text alone is
+# perfect"), so the text model only has to look the word up. This notebook does not measure the noiseless run,
+# so run it and look at two numbers: text only's test accuracy (`format_spread(acc["text only"], 100, " %")`)
+# and the paired interval `paired_bootstrap(acc["joint (concat)"], acc["text only"])`. Where a single modality
+# already solves the task, the joint model has little left to gain: if that interval straddles 0, the joint model
+# is no better than the shortcut, and the other two modalities add nothing you could measure. That is why the
+# lesson set the noise knobs (before training anything) so that no modality is a lookup table.
+#
+# </details>
+#
+# **Exercise 3 — the cost of a new voice.** The audio-only models above were trained on train, their epochs
+# chosen on val, and reported on test. Evaluate the same models on val (seen voices, unseen recordings) and on
+# test (unseen voices) and compute, per seed, val − test: that gap is the cost of a new voice. Do the same for
+# the joint model and compare the two gaps with `paired_bootstrap`. (Nothing here is chosen on test.)
+#
+# <details><summary>Answer</summary>
+#
+# Evaluate the models `run` returned (each already restored to the epoch val chose) on val, seed by seed; the
+# result equals `val_acc` from above, since `KeepBest` scored exactly these weights on the same split:
+#
+# ```python
+# two = ("audio only", "joint (concat)")
+# on_val = {k: np.array([evaluate(m, val_loader, forward_fn=forward)["accuracy"] for m, _ in runs[k]]) for k in two}
+# gap = {k: on_val[k] - acc[k] for k in two}  # val − test per seed: the cost of a new voice
+# for k, g in gap.items():
+#     print(f"{k:15s} val − test {format_spread(g, 100, ' pts')}")
+# print("audio gap − joint gap:", paired_bootstrap(gap["audio only"], gap["joint (concat)"]).format(100, " pts"))
+# ```
+#
+# The lesson asserts the first half: audio alone loses more than 10 points on new voices in every seed. The
+# joint model's gap is not measured here. What to look for: images and captions do not change with the voice,
+# so if the joint model leans on them its gap should be smaller — an interval for "audio gap − joint gap" above 0
+# says so; one that straddles 0 says the joint model pays the same price for a new voice.
+#
+# </details>
+#
+# **Exercise 4 — a CNN for images.** Replace `MLPEncoder` by `mmlab.models.ImageCNN` for images. Does a CNN help on
+# 8×8 pixels?
+#
+# <details><summary>Answer</summary>
+#
+# In `run`, use `"image": ImageCNN(64)` (the images are already `(B, 1, 8, 8)`, the layout `ImageCNN` expects)
+# and re-run the `"image only"` setup over the same 5 seeds. Choosing an encoder is a choice, so make it on
+# **val**: compare `val_acc` of the two encoders with `paired_bootstrap` (same seeds, so the differences are
+# paired) and only then read test once for the one you keep. This notebook has not measured it. What to look
+# for: an 8×8 digit has only 64 pixels, and after one 2×2 pooling the CNN's global average throws away *where*
+# the strokes are, which the MLP keeps; whether the CNN's built-in translation invariance is worth that is
+# exactly what the paired interval answers. Compare parameter counts too
+# (`sum(p.numel() for p in model.parameters())`).
+#
+# </details>
+#
+# ## Check your understanding
+# 1. Why would choosing the epoch by *test* accuracy make the reported test number too good, even though each
+#    model was only ever trained on train?
+#
+#    <details><summary>Answer</summary>
+#
+#    Each epoch's test accuracy is the true accuracy plus noise from the particular test items. Picking the
+#    epoch with the highest test score also picks the epoch whose noise happened to be most favourable, so the
+#    maximum is biased upward. The test split has then become a second validation split, and nothing unseen is
+#    left to report on. Choosing on val moves that upward bias onto val, where it does no harm.
+#
+#    </details>
+#
+# 2. Why does the course compare two setups through their *paired* differences $d_s = a_s - b_s$ rather than by
+#    checking whether their two "mean ± std" ranges overlap?
+#
+#    <details><summary>Answer</summary>
+#
+#    Runs with the same seed share their luck (the same data order and sampled data), so a seed that is hard
+#    for A tends to be hard for B as well. The difference $d_s$ cancels that shared part, and its spread can be
+#    much smaller than either setup's own spread. Overlapping ranges can hide a difference that holds in every
+#    seed; the paired interval and the sign count show it.
+#
+#    </details>
+#
+# 3. With 5 seeds, why is a 95% bootstrap interval "optimistic"?
+#
+#    <details><summary>Answer</summary>
+#
+#    The bootstrap resamples the 5 observed differences, so every resampled mean lies between the smallest and
+#    the largest of them: the interval can never be wider than the range seen (the live example above asserts
+#    it). A sixth seed could fall outside that range. So the interval says "stable over these seeds", not
+#    "proven"; more seeds make it honest.
+#
+#    </details>
+#
+# **Derivation: why n − 1.** Let $x_1, \dots, x_n$ be independent draws with mean $\mu$ and variance $\sigma^2$,
+# and $\bar x = \frac1n \sum_i x_i$. Show that $\mathbb E\big[\sum_i (x_i - \bar x)^2\big] = (n-1)\,\sigma^2$, so
+# $s^2 = \frac{1}{n-1}\sum_i (x_i - \bar x)^2$ is unbiased.
+#
+# <details><summary>Answer</summary>
+#
+# Write $x_i - \bar x = (x_i - \mu) - (\bar x - \mu)$ and expand the square:
+#
+# $$\sum_i (x_i - \bar x)^2 = \sum_i (x_i - \mu)^2 - 2(\bar x - \mu)\sum_i (x_i - \mu) + n(\bar x - \mu)^2
+#   = \sum_i (x_i - \mu)^2 - n(\bar x - \mu)^2,$$
+#
+# because $\sum_i (x_i - \mu) = n(\bar x - \mu)$. Take expectations: $\mathbb E[(x_i - \mu)^2] = \sigma^2$ for
+# each of the $n$ terms, and $\mathbb E[(\bar x - \mu)^2] = \mathrm{Var}(\bar x) = \sigma^2/n$ (independent draws).
+# So $\mathbb E\big[\sum_i (x_i - \bar x)^2\big] = n\sigma^2 - n\cdot\sigma^2/n = (n-1)\sigma^2$. One of the $n$
+# "degrees of freedom" was spent estimating $\bar x$. Two remarks: $s$ itself (the square root) is still slightly
+# biased low, since the square root is concave (Jensen), but the convention is to correct the variance; and
+# with $n = 1$ there is no spread to measure at all, which is why `mmlab.stats.sample_std` returns NaN there.
+#
+# </details>
+
+# %% [markdown]
 # ## Summary
 # * The course runs on your CPU, offline, in minutes; `mmlab.get_device()` uses a GPU when there is one.
 # * AV-Digits gives three modalities of the same digit with a noise knob each; test speakers are unseen.
 # * Numbers in this course come with their data, metric, baseline and seeds: trained on train, chosen on val,
 #   reported once on test, with spreads over seeds and paired intervals — and an assertion that fails if
 #   they stop holding. Next: **Lesson 1 — modality alignment**.
+
+# %% [markdown]
+# ## References
+# **Data**
+# * E. Alpaydin, C. Kaynak. *Optical Recognition of Handwritten Digits* (data set). UCI Machine Learning
+#   Repository, 1998. [archive.ics.uci.edu](https://archive.ics.uci.edu/ml/datasets/optical+recognition+of+handwritten+digits)
+#   — the 8×8 digits of AV-Digits, as bundled by scikit-learn's
+#   [`load_digits`](https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html).
+# * F. Pedregosa, G. Varoquaux, A. Gramfort, et al. Scikit-learn: Machine Learning in Python. *JMLR* 12,
+#   2825–2830, 2011. [jmlr.org](https://jmlr.org/papers/v12/pedregosa11a.html)
+# * eSpeak NG, the open-source speech synthesizer that speaks AV-Digits' words.
+#   [github.com/espeak-ng/espeak-ng](https://github.com/espeak-ng/espeak-ng)
+# * V. Vielzeuf, A. Lechervy, S. Pateux, F. Jurie. CentralNet: a Multilayer Approach for Multimodal Fusion.
+#   *ECCV Workshops*, 2018. [arXiv:1808.07275](https://arxiv.org/abs/1808.07275) — uses AV-MNIST (handwritten
+#   and spoken digits paired by label), the design AV-Digits copies.
+# * S. S. Stevens, J. Volkmann, E. B. Newman. A Scale for the Measurement of the Psychological Magnitude Pitch.
+#   *J. Acoust. Soc. Am.* 8(3), 185–190, 1937. [doi:10.1121/1.1915893](https://doi.org/10.1121/1.1915893) — the
+#   mel scale of the log-mel spectrograms.
+#
+# **Tools and measurement**
+# * A. Paszke, S. Gross, F. Massa, et al. PyTorch: An Imperative Style, High-Performance Deep Learning Library.
+#   *NeurIPS*, 2019. [arXiv:1912.01703](https://arxiv.org/abs/1912.01703)
+# * B. Efron. Bootstrap Methods: Another Look at the Jackknife. *Annals of Statistics* 7(1), 1–26, 1979.
+#   [doi:10.1214/aos/1176344552](https://doi.org/10.1214/aos/1176344552)
+# * B. Efron, R. J. Tibshirani. *An Introduction to the Bootstrap*. Chapman & Hall, 1993 — percentile intervals
+#   and the sample variance.
+# * X. Bouthillier, P. Delaunay, M. Bronzi, et al. Accounting for Variance in Machine Learning Benchmarks.
+#   *MLSys*, 2021. [arXiv:2103.03098](https://arxiv.org/abs/2103.03098) — why one seed is one draw, and what
+#   to vary.
+#
+# **Alternatives worth knowing**
+# * T. G. Dietterich. Approximate Statistical Tests for Comparing Supervised Classification Learning
+#   Algorithms. *Neural Computation* 10(7), 1895–1923, 1998. [doi:10.1162/089976698300017197](https://doi.org/10.1162/089976698300017197)
+#   — the 5×2 cross-validated paired t-test, a test instead of an interval.
+# * R. Dror, G. Baumer, S. Shlomov, R. Reichart. The Hitchhiker's Guide to Testing Statistical Significance in
+#   Natural Language Processing. *ACL*, 2018. [aclanthology.org/P18-1128](https://aclanthology.org/P18-1128/)
+# * P. Henderson, R. Islam, P. Bachman, J. Pineau, D. Precup, D. Meger. Deep Reinforcement Learning that Matters.
+#   *AAAI*, 2018. [arXiv:1709.06560](https://arxiv.org/abs/1709.06560) — how much seeds alone move results.
+# * R. Agarwal, M. Schwarzer, P. S. Castro, A. Courville, M. G. Bellemare. Deep Reinforcement Learning at the
+#   Edge of the Statistical Precipice. *NeurIPS*, 2021. [arXiv:2108.13264](https://arxiv.org/abs/2108.13264) —
+#   bootstrap intervals and robust aggregates when there are only a few runs.
+# * P. P. Liang, Y. Lyu, X. Fan, et al. MultiBench: Multiscale Benchmarks for Multimodal Representation Learning.
+#   *NeurIPS Datasets and Benchmarks*, 2021. [arXiv:2107.07502](https://arxiv.org/abs/2107.07502) — real
+#   multimodal data sets (AV-MNIST among them) once AV-Digits is too small.

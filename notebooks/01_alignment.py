@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -31,7 +31,7 @@
 #
 # **What you'll need:** Lesson 0 (AV-Digits, `mmlab.train.fit`), PyTorch modules and a training loop, and
 # softmax attention at the level of "weights that sum to one". Runs on a laptop CPU.
-# **Time:** ~45 minutes.
+# **Time:** ~60 minutes.
 #
 # | section | you will | minutes |
 # |---|---|---|
@@ -43,6 +43,7 @@
 # | 8–10 | train attention as an aligner, choose on val, report on test over seeds, play with the widget | 8 |
 # | 11 | ground a word in an image | 5 |
 # | 12 | read a "68% → 92%" claim critically | 3 |
+# | exercises | write the soft minimum and soft-DTW, check your understanding | 15 |
 
 # %%
 # Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
@@ -453,7 +454,7 @@ assert acc_video > 0.95 and 0.5 < acc_speech < acc_video - 0.03
 # classifier trained on labelled frames gives each frame a posterior over words, and a monotone path through
 # those posteriors is found for a sequence whose content is known (here, through the video, whose frames the
 # space reads almost perfectly). It is not alignment learned without timing labels — that harder problem is
-# exercise 3. The naive pairings below use no training at all, and the attention aligner of section 8 is also
+# exercise 5. The naive pairings below use no training at all, and the attention aligner of section 8 is also
 # trained with frame-level token labels; compare the methods with that in mind.
 #
 # ## 6. Dynamic time warping
@@ -880,7 +881,7 @@ assert w_absent.max(-1).values.mean() > 0.5 and on_a_digit > 0.6
 # %% [markdown]
 # Even for a digit that is not there, the model puts most of its weight on one patch, usually one of the
 # other digits. Attention weights are not a detector: "is it there?" is a separate question that needs its own
-# output (exercise 4).
+# output (exercise 6).
 
 # %% [markdown]
 # ## 12. "From 68% to 92%": what a claim like that needs
@@ -914,22 +915,255 @@ print("protocol: epochs, DTW cost and method chosen on val episodes; test read o
 
 # %% [markdown]
 # ## Exercises
-# 1. **Silence.** Pauses carry no word, yet DTW must pair them with something. Add an eleventh "silence" word to
-#    the space (train pause frames toward it) and compare the two DTW costs again at warp 1 (on val; read
-#    test once, at the end).
-# 2. **Order for attention.** Use $-\log w_{s,t}$ from the trained aligner as a DTW cost. Does monotonic decoding
-#    of the attention map close the gap to DTW on the shared space?
-# 3. **Without frame labels.** Real recordings come with a transcript but no timing. Train the speech encoder
-#    with the soft-DTW divergence between its frame embeddings and the transcript's word embeddings (one vector
-#    per token) instead of frame-level InfoNCE. How close do you get?
-# 4. **"Not here".** Give `GroundingAttention` one extra learned key that means "absent", train it on canvases
-#    where the query is sometimes absent (target: that key), and measure how often it answers correctly.
-# 5. **Grounding without boxes.** Train the model only to *name* the queried digit from the attended patch
-#    features (no target cells). Does localisation emerge? Check whether the attention pattern itself leaks the
-#    query (hint: what does it score on blank canvases?).
-# 6. **Jitter.** `make_grounding_canvases(..., jitter=2)` shifts digits across patch borders. What happens to
-#    localisation, and would overlapping patches (stride 4) help?
+# Code exercises are checked on the spot; the solutions are in collapsed cells (click to reveal in JupyterLab;
+# in Colab, 'Show code'). Try first.
 #
+# **Exercise 1 — the soft minimum.** Soft-DTW differs from DTW in one place: the hard `min` of the recursion
+# becomes $\min_\gamma(a) = -\gamma \log \sum_k e^{-a_k/\gamma}$ (section 7). Write `soft_min(a, gamma)` over the
+# last axis of a tensor. Why it matters: it is what makes the whole table differentiable, and written naively
+# it breaks exactly where soft-DTW is used — for accumulated costs of 10 and γ = 0.01, $e^{-a/\gamma} = e^{-1000}$
+# underflows to 0 even in float64, and the result becomes ∞. *Hint:* $\log\sum_k e^{x_k} = m + \log\sum_k e^{x_k - m}$ with $m = \max_k x_k$;
+# `torch.logsumexp` does that shift for you.
+
+
+# %%
+# ✏️ Exercise 1: your code here
+def soft_min(a, gamma):
+    """Soft minimum over the last axis: min_γ(a) = -γ · log Σ_k exp(-a_k / γ).
+
+    a: tensor (..., K); gamma > 0. Returns a tensor (...). Must not overflow for large a / γ, and must stay
+    differentiable (no numpy, no .item()).
+    """
+    raise NotImplementedError
+
+
+# %%
+from mmlab.exercises import check_soft_dtw, check_soft_min
+
+check_soft_min(soft_min)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def soft_min(a, gamma):
+    """Soft minimum over the last axis: -γ · log Σ_k exp(-a_k / γ), stable and differentiable."""
+    # min_γ(a) = -γ · log Σ_k exp(x_k) with x = -a/γ. torch.logsumexp subtracts max_k x_k before exp and adds it
+    # back after the log, so the largest term is exp(0) = 1: nothing overflows, and the sum is never 0 (no log 0).
+    # It stays in torch, so autograd differentiates it: the gradient is softmax(-a/γ), a weight per entry.
+    return -gamma * torch.logsumexp(-a / gamma, dim=-1)
+
+
+check_soft_min(soft_min)
+
+# %% [markdown]
+# **Exercise 2 — soft-DTW by its recursion.** Write `soft_dtw_loops(cost, gamma)`: the two-loop DTW of section 6
+# (`dtw_with_loops`) with the hard minimum replaced by the soft one. Why it matters: this recursion *is* soft-DTW;
+# `mmlab.align.soft_dtw` only computes the same table an anti-diagonal at a time, and the checker compares your
+# value with it. *Hint:* build the table as a Python list of lists of 0-d tensors (∞ on the borders,
+# `R[0][0] = 0`), and apply a soft minimum to `torch.stack` of the three predecessors — diagonal, up, left.
+
+
+# %%
+# ✏️ Exercise 2: your code here
+def soft_dtw_loops(cost, gamma):
+    """Soft-DTW value of a cost matrix, by its recursion with two loops.
+
+    cost: tensor (N, M); gamma > 0. Fill a table R of size (N+1) × (M+1) with R[0, 0] = 0 and R[i, 0] = R[0, j]
+    = ∞ elsewhere, then for i = 1..N, j = 1..M:
+        R[i, j] = cost[i-1, j-1] + min_γ(R[i-1, j-1], R[i-1, j], R[i, j-1]).
+    Returns R[N, M] (a number or a 0-d tensor).
+    """
+    raise NotImplementedError
+
+
+# %%
+check_soft_dtw(soft_dtw_loops)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def soft_dtw_loops(cost, gamma):
+    """Soft-DTW value of a cost matrix (N, M): R[N, M] of the recursion with the soft minimum."""
+    n, m = cost.shape
+    inf = torch.tensor(math.inf, dtype=cost.dtype)
+    # R[i][j] = soft cost of all paths from (1, 1) to (i, j). Row 0 and column 0 are ∞ except R[0][0] = 0, so
+    # every path starts at the first pair: an ∞ predecessor gets weight exp(-∞/γ) = 0 in the soft minimum.
+    # A list of 0-d tensors rather than one tensor written in place keeps autograd's graph simple.
+    R = [[inf] * (m + 1) for _ in range(n + 1)]
+    R[0][0] = torch.zeros((), dtype=cost.dtype)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            previous = torch.stack([R[i - 1][j - 1], R[i - 1][j], R[i][j - 1]])  # diagonal, up, left
+            soft_minimum = -gamma * torch.logsumexp(-previous / gamma, dim=0)  # stable, as in exercise 1
+            R[i][j] = cost[i - 1, j - 1] + soft_minimum
+    return R[n][m]  # the (N+1)×(M+1) table's last cell, not R[N-1][M-1]
+
+
+check_soft_dtw(soft_dtw_loops)
+
+# %% [markdown]
+# **Exercise 3 — silence.** Pauses carry no word, yet DTW must pair them with something. Add an eleventh
+# "silence" word to the space (train pause frames toward it) and compare the two DTW costs again at warp 1 (on
+# val; read test once, at the end).
+#
+# <details><summary>Answer</summary>
+#
+# `AlignmentSpace` has 10 word embeddings (`word_embedding = nn.Embedding(10, dim)`): give a copy of it 11, and
+# in `train_space`'s `forward` add the pause frames — `speech_mask & ~speech_voiced` — with target 10. Video frames
+# never show silence, so for a pause frame $p(\text{silence}\mid s)$ is high and $-\log \sum_w p(w\mid s)p(w\mid t)$
+# is about the same against every video frame: the pause no longer pulls the path toward any digit, and DTW can
+# place it wherever its neighbours want. Measure as section 9 does: `alignment_score("dtw", ...)` and
+# `"dtw_cosine"` at warp 1 on `val_sets`, per seed, with `paired_bootstrap` against the space without silence;
+# then read test once. This notebook has not measured it. Note that the metric scores only spoken frames, so a
+# gain can only come from better paths around the pauses, not from scoring the pauses themselves.
+#
+# </details>
+#
+# **Exercise 4 — order for attention.** Use $-\log w_{s,t}$ from the trained aligner as a DTW cost. Does
+# monotonic decoding of the attention map close the gap to DTW on the shared space?
+#
+# <details><summary>Answer</summary>
+#
+# For each val episode, take the aligner's weights (speech frames × video frames, the right panel of the
+# section-10 widget), form `cost = -(w + 1e-9).log()` over the real frames, run `dtw(cost)` and pair every speech
+# frame with the video frame its path visits (the way the `"dtw"` method decodes the space's cost); score with
+# the same alignment accuracy on spoken frames. Compare three numbers per seed at warp 1 on val, with paired
+# intervals: attention arg-max, attention + DTW, and DTW on −log p(same word). The lesson's reading of the gap is
+# that attention "does not know that time only runs forward". If monotonic decoding closes most of it, that
+# reading is supported; if a large gap remains, the attention weights themselves carry less than the space's
+# posteriors. Not measured here.
+#
+# </details>
+#
+# **Exercise 5 — without frame labels.** Real recordings come with a transcript but no timing. Train the speech
+# encoder with the soft-DTW divergence between its frame embeddings and the transcript's word embeddings (one
+# vector per token) instead of frame-level InfoNCE. How close do you get?
+#
+# <details><summary>Answer</summary>
+#
+# Per training episode: `x = space.speech(...)` for its real frames (T, d), `y = space.words[digits]` (K, d), one
+# row per token in transcript order, and the loss `soft_dtw_divergence(x, y, gamma)` — the divergence, never raw
+# soft-DTW, which section 7 showed is not minimised at the target. Two traps: the loss is happy if frames and
+# words all collapse onto one point (then every divergence is 0), so keep the word embeddings fixed (e.g. from a
+# space trained on the video, whose frames need no timing) or add a term that keeps words apart; and pauses have
+# no token, so they must be absorbed by the path. Evaluate exactly as the lesson does (DTW alignment accuracy at
+# every warp, epochs chosen on val, 5 seeds, test once) and report the gap to the frame-supervised space with a
+# paired interval. Not measured here; D3TW and CTC (references) learn from transcripts the same way.
+#
+# </details>
+#
+# **Exercise 6 — "not here".** Give `GroundingAttention` one extra learned key that means "absent", train it on
+# canvases where the query is sometimes absent (target: that key), and measure how often it answers correctly.
+#
+# <details><summary>Answer</summary>
+#
+# Append a learned vector (an `nn.Parameter` of the patch width, 64) to the 16 patches, so the softmax runs over
+# 17 options; for part of the training canvases replace the query by a digit that is not on the canvas (as the
+# `absent` cell of section 11 does) and set the target to 16. Choose the epoch on val and report on test two
+# numbers, never one: the share of absent queries answered "absent", and the localisation accuracy on present
+# queries. A model that always says "absent" scores perfectly on the first and 0 on the second. Section 11
+# measured the problem this fixes: without such a key, an absent digit still gets most of the weight on one
+# patch, usually another digit. How much of the present-query accuracy the fix costs is not measured here.
+#
+# </details>
+#
+# **Exercise 7 — grounding without boxes.** Train the model only to *name* the queried digit from the attended
+# patch features (no target cells). Does localisation emerge? Check whether the attention pattern itself leaks
+# the query (hint: what does it score on blank canvases?).
+#
+# <details><summary>Answer</summary>
+#
+# Put a linear classifier on the attended patch features (the first output of `model.attention`, the
+# `CrossModalAttention` inside `GroundingAttention`) and train it with
+# cross-entropy on the queried digit; use the target cells only to *measure* localisation (arg-max weight on the
+# right cell), as section 11 does. Then feed blank canvases (all-zero patches) with each query: if the classifier
+# still names the queried digit well above the 10% chance level, the answer reaches it by a path other than the
+# pixels (the query leaking through the attention output), and "it names the digit" says nothing about where it
+# looked. Localisation "emerges" only if it is clearly above the baselines of section 11 (a random patch, the
+# patch with the most ink). Not measured here.
+#
+# </details>
+#
+# **Exercise 8 — jitter.** `make_grounding_canvases(..., jitter=2)` shifts digits across patch borders. What
+# happens to localisation, and would overlapping patches (stride 4) help?
+#
+# <details><summary>Answer</summary>
+#
+# Build val and test canvases with `jitter=2` (train with and without it: robustness and training on the shift are
+# different questions), and compare localisation with the `jitter=0` models over the same 3 seeds with a paired
+# interval. A shifted digit spreads its ink over up to four patches, but its centre stays in its cell (the
+# target), so look at how often the arg-max lands on a *neighbouring* cell. With 8×8 patches at stride 4 the grid
+# has 7×7 = 49 overlapping patches, and some patch is always nearly centred on each digit; the target then has to
+# be redefined (e.g. the patch whose centre is nearest the digit's centre), and the metric must say so. Not
+# measured here.
+#
+# </details>
+#
+# ## Check your understanding
+# 1. In section 3, `nn.MultiheadAttention` with `batch_first=False` ran without an error on two `(4, 16, 768)`
+#    tensors. What did it compute, and why did no shape check catch it?
+#
+#    <details><summary>Answer</summary>
+#
+#    It read `(B, L, D)` as `(L, B, D)`: a "batch" of 16 sequences of length 4, where "sequence" j holds token j
+#    of each of the 4 samples. Attention then ran *across the samples* at each position, so sample 0's output
+#    depends on sample 1's image (the lesson measured the leak). With equal lengths every shape is consistent, so nothing can raise; only a test that changes one
+#    sample and checks the others catches it.
+#
+#    </details>
+#
+# 2. Why is $\mathrm{sdtw}_\gamma(x, x) < 0$, and why does a loss built on raw soft-DTW not have its minimum at
+#    the target?
+#
+#    <details><summary>Answer</summary>
+#
+#    $\mathrm{sdtw}_\gamma$ is a soft minimum over all paths, and a soft minimum is below the hard one by up to
+#    $\gamma \log(\text{number of near-optimal terms})$. For $x$ against itself the diagonal path costs 0, and
+#    many other paths cost almost 0, so the soft minimum is negative. A different $y$ with even more cheap paths
+#    (the sine sampled twice as slowly in section 7) can go lower still. The divergence subtracts the self-terms,
+#    is 0 at $y = x$, and is non-negative for costs such as the log-augmented one (at γ = 1).
+#
+#    </details>
+#
+# 3. At warp 1, DTW on the shared space beats attention; in step (warp 0), pairing by index beats attention.
+#    What do both results say about building knowledge into an aligner?
+#
+#    <details><summary>Answer</summary>
+#
+#    Both are asserted over 5 seeds in section 9. DTW knows that time only runs forward, so a frame it misreads
+#    cannot jump to a far-away token; attention must learn everything from data and can. In step, index pairing
+#    *is* the right rule and is perfect by construction, while learned attention only approximates it. A known
+#    constraint that holds in the data is worth more than capacity to learn around it; one that does not hold
+#    (index pairing at warp 1) is worse than nothing.
+#
+#    </details>
+#
+# **Derivation: the soft minimum as γ → 0.** Show that for $a \in \mathbb R^K$ with $m = \min_k a_k$,
+# $m - \gamma \log K \le \min_\gamma(a) \le m$, so $\min_\gamma(a) \to m$ as $\gamma \to 0$, and that its gradient
+# tends to the indicator of the minimum (when the minimum is unique). Then explain the lesson's bound
+# $\mathrm{DTW}(C) - \gamma \log |\mathcal A| \le \mathrm{sdtw}_\gamma(C) \le \mathrm{DTW}(C)$.
+#
+# <details><summary>Answer</summary>
+#
+# Factor out the largest term: $\sum_k e^{-a_k/\gamma} = e^{-m/\gamma} \sum_k e^{-(a_k - m)/\gamma}$, so
+#
+# $$\min_\gamma(a) = m - \gamma \log S,\qquad S = \sum_k e^{-(a_k - m)/\gamma}.$$
+#
+# Every exponent $-(a_k - m)/\gamma$ is $\le 0$, so each term is in $(0, 1]$, and the term of the minimum is exactly
+# 1: hence $1 \le S \le K$, $0 \le \log S \le \log K$, and $m - \gamma\log K \le \min_\gamma(a) \le m$. Both bounds
+# tend to $m$ as $\gamma \to 0$. (This factoring is also the stable way to compute it: the shift of exercise 1.)
+# The gradient is $\partial \min_\gamma / \partial a_k = e^{-a_k/\gamma} / \sum_l e^{-a_l/\gamma} = \mathrm{softmax}(-a/\gamma)_k$;
+# for $a_k > m$ its numerator relative to the minimum's term is $e^{-(a_k - m)/\gamma} \to 0$, so the weights tend to
+# 1 on the (unique) minimum and 0 elsewhere — the hard minimum's gradient.
+#
+# Soft-DTW unrolls to one soft minimum over all paths, $\mathrm{sdtw}_\gamma(C) = \min_\gamma\big(\langle A, C\rangle\big)_{A \in \mathcal A}$,
+# with $K = |\mathcal A|$ terms whose hard minimum is $\mathrm{DTW}(C)$: the same inequality gives the bound that
+# section 7 checks, and the softmax over paths is why $\nabla_C\,\mathrm{sdtw}_\gamma$ is the expected alignment,
+# which tends to the DTW path as γ → 0.
+#
+# </details>
+
+# %% [markdown]
 # ## Summary
 # * Aligning two modalities is a question with a checkable answer only once you fix the data, the metric and a
 #   baseline. Pairing frames by index or by relative position works only when the streams are in step.
@@ -946,3 +1180,57 @@ print("protocol: epochs, DTW cost and method chosen on val episodes; test read o
 # * Every choice (epochs, the DTW cost, the method) was made on validation episodes; test was read once.
 # * **Cross-modal attention** recovers much of it without assuming order, and the same block grounds a word in
 #   an image. Next: **Lesson 2 — efficient fusion**.
+
+# %% [markdown]
+# ## References
+# **Data:** AV-Digits, the course's data set — its sources (scikit-learn's 8×8 digits, eSpeak NG voices) are cited
+# in [Lesson 0's references](00_setup.ipynb#References).
+#
+# **Methods used in this lesson**
+# * H. Sakoe, S. Chiba. Dynamic Programming Algorithm Optimization for Spoken Word Recognition. *IEEE Trans.
+#   Acoustics, Speech, and Signal Processing* 26(1), 43–49, 1978.
+#   [doi:10.1109/TASSP.1978.1163055](https://doi.org/10.1109/TASSP.1978.1163055) — DTW.
+# * M. Cuturi, M. Blondel. Soft-DTW: a Differentiable Loss Function for Time-Series. *ICML*, 2017.
+#   [arXiv:1703.01541](https://arxiv.org/abs/1703.01541) — the soft minimum and soft-DTW.
+# * M. Blondel, A. Mensch, J.-P. Vert. Differentiable Divergences Between Time Series. *AISTATS*, 2021.
+#   [arXiv:2010.08354](https://arxiv.org/abs/2010.08354) — the soft-DTW divergence and the log-augmented cost.
+# * M. Cuturi, J.-P. Vert, Ø. Birkenes, T. Matsui. A Kernel for Time Series Based on Global Alignments. *ICASSP*,
+#   2007. [doi:10.1109/ICASSP.2007.366260](https://doi.org/10.1109/ICASSP.2007.366260),
+#   [arXiv:cs/0610033](https://arxiv.org/abs/cs/0610033) — the global alignment kernel and its positive
+#   definiteness.
+# * A. van den Oord, Y. Li, O. Vinyals. Representation Learning with Contrastive Predictive Coding. 2018.
+#   [arXiv:1807.03748](https://arxiv.org/abs/1807.03748) — InfoNCE.
+# * A. Vaswani, N. Shazeer, N. Parmar, et al. Attention Is All You Need. *NeurIPS*, 2017.
+#   [arXiv:1706.03762](https://arxiv.org/abs/1706.03762) — scaled dot-product and multi-head attention.
+# * Y.-H. H. Tsai, S. Bai, P. P. Liang, J. Z. Kolter, L.-P. Morency, R. Salakhutdinov. Multimodal Transformer
+#   for Unaligned Multimodal Language Sequences. *ACL*, 2019. [arXiv:1906.00295](https://arxiv.org/abs/1906.00295)
+#   — MulT's cross-modal attention.
+# * K. Xu, J. Ba, R. Kiros, et al. Show, Attend and Tell: Neural Image Caption Generation with Visual Attention.
+#   *ICML*, 2015. [arXiv:1502.03044](https://arxiv.org/abs/1502.03044) — attention weights over image regions as
+#   "where the model looks".
+# * M. McAuliffe, M. Socolof, S. Mihuc, M. Wagner, M. Sonderegger. Montreal Forced Aligner: Trainable Text-Speech
+#   Alignment Using Kaldi. *Interspeech*, 2017. [doi:10.21437/Interspeech.2017-1386](https://doi.org/10.21437/Interspeech.2017-1386)
+#   — forced alignment as practised in speech.
+# * A. Radford, J. W. Kim, C. Hallacy, et al. Learning Transferable Visual Models From Natural Language
+#   Supervision. *ICML*, 2021. [arXiv:2103.00020](https://arxiv.org/abs/2103.00020) — CLIP, InfoNCE with the
+#   batch's captions as candidates (lesson 7).
+#
+# **Alternatives worth knowing**
+# * A. Graves, S. Fernández, F. Gomez, J. Schmidhuber. Connectionist Temporal Classification: Labelling
+#   Unsegmented Sequence Data with Recurrent Neural Networks. *ICML*, 2006.
+#   [doi:10.1145/1143844.1143891](https://doi.org/10.1145/1143844.1143891) — CTC: learns from a transcript
+#   without timing by summing over monotonic alignments, with a blank symbol for frames that carry no token.
+# * C.-Y. Chang, D.-A. Huang, Y. Sui, L. Fei-Fei, J. C. Niebles. D3TW: Discriminative Differentiable Dynamic Time
+#   Warping for Weakly Supervised Action Alignment and Segmentation. *CVPR*, 2019.
+#   [arXiv:1901.02598](https://arxiv.org/abs/1901.02598) — soft-DTW-style alignment to a transcript (exercise 5).
+# * N. Dvornik, I. Hadji, K. G. Derpanis, A. Garg, A. D. Jepson. Drop-DTW: Aligning Common Signal Between
+#   Sequences While Dropping Outliers. *NeurIPS*, 2021. [arXiv:2108.11996](https://arxiv.org/abs/2108.11996) —
+#   DTW that may skip frames (pauses, exercise 3).
+# * D. Dwibedi, Y. Aytar, J. Tompson, P. Sermanet, A. Zisserman. Temporal Cycle-Consistency Learning. *CVPR*,
+#   2019. [arXiv:1904.07846](https://arxiv.org/abs/1904.07846) — alignment learned without any labels.
+# * A. Miech, J.-B. Alayrac, L. Smaira, I. Laptev, J. Sivic, A. Zisserman. End-to-End Learning of Visual
+#   Representations from Uncurated Instructional Videos. *CVPR*, 2020. [arXiv:1912.06430](https://arxiv.org/abs/1912.06430)
+#   — MIL-NCE, contrastive learning when speech and video are only roughly aligned.
+# * A. Kamath, M. Singh, Y. LeCun, G. Synnaeve, I. Misra, N. Carion. MDETR — Modulated Detection for End-to-End
+#   Multi-Modal Understanding. *ICCV*, 2021. [arXiv:2104.12763](https://arxiv.org/abs/2104.12763) — grounding
+#   with boxes and a detector instead of attention weights over a fixed grid.

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -28,7 +28,7 @@
 # train with must match the missingness you test with; how to summarise robustness as an area under a curve.
 #
 # **What you'll need:** Lesson 0 (AV-Digits, `mmlab.train`). Runs on a laptop CPU in well under a minute.
-# **Time:** ~25 minutes.
+# **Time:** ~40 minutes (including ~15 for the exercises).
 
 # %%
 # Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
@@ -623,17 +623,196 @@ _ = interact(
 
 # %% [markdown]
 # ## Exercises
-# 1. **Training rate.** Section 6 chose the ModDrop rate on val among 0.2, 0.5 and 0.8. Train ModDrop at
-#    unequal rates, e.g. `(0.2, 0.8)` and `(0.8, 0.2)`, and compare on **val** first, then on test. Does val
-#    (training voices) rank them as test (new voices) does? Why might it not?
-# 2. **Fill at the input.** `mmlab.missing.zero_fill` and `mean_fill` work on any `(batch, ...)` tensor. Take a
-#    complete-data model and fill the *raw* image (a blank image, or the mean image) instead of its embedding.
-#    Does the blank image behave like the zero embedding?
-# 3. **A non-linear head.** Build the models with `hidden=64` (an MLP head). Does the gap between zero and mean
-#    fill for the complete-data model change? Why could it, now that a constant no longer just shifts the logits?
-# 4. **Three modalities.** Add the captions of Lesson 0 (`text_noise=0.6`) as a third modality. How many
-#    presence patterns are there, and how many specialist models would "one model per pattern" need?
+# Code exercises are checked on the spot; the solutions are in collapsed cells (click to reveal in JupyterLab;
+# in Colab, 'Show code'). Try first.
 #
+# **Exercise 1 — the presence mask of modality dropout.** Write `sample_presence_mask(batch_size, rates,
+# generator)`: section 4's mask, a bool tensor (B, M), True = present, where modality $m$ is dropped with
+# probability `rates[m]`, independently for every sample and modality, and a row that lost everything gets one
+# modality back, modality $m$ with probability $\propto 1 - r_m$. Draw every random number from `generator`.
+# *Why it matters:* this mask *is* ModDrop. Drop with the wrong probability and training simulates a
+# missingness other than the one you test (section 7's trap); leave a row empty and the model is asked to
+# classify from nothing. The checker draws 20,000 rows and compares the missing rates with section 4's formula.
+# *Hint:* one `torch.rand(batch_size, M, generator=generator)` compared with the rates; for the empty rows,
+# `torch.multinomial` on the weights $1 - r_m$, with the same generator.
+
+
+# %%
+# ✏️ Exercise 1: your code here
+def sample_presence_mask(batch_size, rates, generator):
+    """A presence mask for modality dropout: bool tensor (batch_size, M), True = present.
+
+    rates: list of M missing rates; modality m is dropped with probability rates[m], independently per sample
+    and modality, with every random number drawn from `generator`. A row that lost every modality gets one back,
+    modality m with probability ∝ 1 - rates[m] (torch.multinomial).
+    """
+    raise NotImplementedError
+
+
+# %%
+from mmlab.exercises import check_presence_mask, check_token_fill
+
+check_presence_mask(sample_presence_mask)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def sample_presence_mask(batch_size, rates, generator):
+    """Presence mask (B, M), True = present: modality m dropped with probability rates[m]; never an empty row."""
+    r = torch.as_tensor(rates, dtype=torch.float64)  # (M,) missing rates
+    num_modalities = len(r)
+    # one uniform number per sample *and* modality, all from `generator`: independent drops, reproducible
+    u = torch.rand(batch_size, num_modalities, generator=generator, dtype=torch.float64)
+    present = u >= r  # P(u < r_m) = r_m is the chance of being dropped, so "u >= r_m" keeps with 1 - r_m
+    empty = ~present.any(dim=1)  # rows that lost every modality
+    n_empty = int(empty.sum())
+    if n_empty > 0:
+        # give each empty row one modality back, m with probability ∝ 1 - r_m (multinomial normalises the weights)
+        weights = (1 - r).expand(n_empty, num_modalities)
+        back = torch.multinomial(weights, 1, generator=generator).squeeze(1)  # (n_empty,) modality indices
+        present[empty] = torch.arange(num_modalities) == back[:, None]  # one-hot rows: exactly that modality
+    return present
+
+
+check_presence_mask(sample_presence_mask)
+
+# %% [markdown]
+# **Exercise 2 — fill with a learned token.** Write `fill_with_token(z, present, token)`: section 6's
+# $\tilde z_m = p_m z_m + (1 - p_m)\, t_m$ for one modality. `z` is that modality's embeddings (B, d),
+# `present` a bool vector (B,), `token` the learned vector $t_m$ (d,). Return a new tensor; do not modify `z`.
+# *Why it matters:* the token is a parameter and learns only through the rows it replaces. If it is detached,
+# replaced by zeros, or mixed into present rows, it either never trains or corrupts embeddings that were there.
+# The checker also checks the gradients: the token must receive exactly the missing rows' gradients, and `z`
+# none at those rows. *Hint:* `present` has one entry per sample and the token one per feature: shape the mask
+# (B, 1).
+
+
+# %%
+# ✏️ Exercise 2: your code here
+def fill_with_token(z, present, token):
+    """Replace one modality's missing embeddings with a learned token.
+
+    z: tensor (B, d); present: bool tensor (B,), True = present; token: tensor (d,) (an nn.Parameter).
+    Returns a new tensor (B, d): row i is z[i] if present[i], else token. Gradients must reach the token.
+    """
+    raise NotImplementedError
+
+
+# %%
+check_token_fill(fill_with_token)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def fill_with_token(z, present, token):
+    """z where the modality is present, the learned token where it is missing: a new (B, d) tensor."""
+    # present[:, None] is (B, 1): one decision per sample, broadcast over the d features; token (d,) broadcasts
+    # over the rows. torch.where builds a new tensor (z is untouched) and sends each output row's gradient to
+    # exactly one source: z[i] where present, the token where missing. (The arithmetic form p·z + (1-p)·t gives
+    # the same values, but a NaN or inf in a missing row of z would leak through 0·z.)
+    return torch.where(present[:, None], z, token)
+
+
+check_token_fill(fill_with_token)
+
+# %% [markdown]
+# **Exercise 3 — training rate.** Section 6 chose the ModDrop rate on val among 0.2, 0.5 and 0.8. Train ModDrop
+# at unequal rates, e.g. `(0.2, 0.8)` and `(0.8, 0.2)`, and compare on **val** first, then on test. Does val
+# (training voices) rank them as test (new voices) does? Why might it not?
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: `run_full(seed, fill="zero", train_rates=(0.2, 0.8))` and `(0.8, 0.2)` (the order is
+# `MODALITIES`: image, then audio) for the 5 seeds; compare `robustness_score(trained.val_acc)` on val, choose,
+# and only then compare the test AUCs with paired intervals, as in section 6. What to look for: val holds the
+# training voices, on which audio alone is near perfect, and it could barely separate the rates 0.2, 0.5 and 0.8
+# (within 1 point, asserted in section 6); test holds new voices, on which the image is the stronger modality
+# (by more than 10 points, section 3). `(0.2, 0.8)` drops audio more often and so makes the model decide from
+# the image more often — the modality that transfers — but val cannot reward that, because it never hears a new
+# voice. If val and test rank the two settings differently, the voice shift is the reason to suspect first;
+# check that the difference clears a margin over the seeds before you believe either ranking.
+# </details>
+#
+# **Exercise 4 — fill at the input.** `mmlab.missing.zero_fill` and `mean_fill` work on any `(batch, ...)`
+# tensor. Take a complete-data model and fill the *raw* image (a blank image, or the mean image) instead of its
+# embedding. Does the blank image behave like the zero embedding?
+#
+# <details><summary>Answer</summary>
+#
+# It need not. The image encoder maps a blank image to $\mathrm{enc}(0)$, which its biases make non-zero (and
+# its final ReLU keeps non-negative), so a blank image is *not* the zero embedding; likewise the mean image maps
+# to $\mathrm{enc}(\bar x)$, not to the mean embedding, because the encoder is non-linear
+# ($\mathrm{enc}(\mathbb E[x]) \ne \mathbb E[\mathrm{enc}(x)]$). Each is one more constant the head never saw in
+# training. To measure it: with `present` all False for the image, compute
+# `full_models[s](zero_fill(X_test[0], present), X_test[1])` (inputs on `device`; and `mean_fill` with
+# `X_train[0].mean(0)`), take the accuracy per seed, and compare each with section 5's zero- and mean-embedding fills with `paired_bootstrap`.
+# </details>
+#
+# **Exercise 5 — a non-linear head.** Build the models with `hidden=64` (an MLP head). Does the gap between zero
+# and mean fill for the complete-data model change? Why could it, now that a constant no longer just shifts the
+# logits?
+#
+# <details><summary>Answer</summary>
+#
+# With the linear head, a constant fill $v$ adds the constant $W_m v$ to the logits (section 5): it can only
+# shift the class prior. With `hidden=64` the fill's contribution is added *before* a ReLU, so it changes which
+# hidden units are active for each sample: it interacts with the present modality's embedding, and the choice
+# of fill can now change decisions sample by sample, not only the prior. The zero-vs-mean gap can therefore grow
+# or shrink; which one happens here is measured, not derived: `run(seed, fill="zero", hidden=64)` for the 5 seeds,
+# the mean fill evaluated as in section 5, and the paired interval of mean − zero with audio missing compared
+# with the linear head's (more than 10 points, asserted in section 5).
+# </details>
+#
+# **Exercise 6 — three modalities.** Add the captions of Lesson 0 (`text_noise=0.6`) as a third modality. How
+# many presence patterns are there, and how many specialist models would "one model per pattern" need?
+#
+# <details><summary>Answer</summary>
+#
+# Each modality is present or not: $2^3 = 8$ patterns, minus the empty one that the mask never produces, so
+# **7 presence patterns**: 3 with one modality, 3 with two, 1 with all three. "One model per pattern" needs
+# **7 specialist models** (in general $2^M - 1$), against one ModDrop model whatever $M$. ModDrop must then
+# simulate all 7 patterns in training: with independent drops every pattern occurs as long as no rate is 0 or 1.
+# </details>
+#
+# ## Check your understanding
+# 1. **Derivation: the straight line.** Modality $m$ is missing independently with probability $r$ for each test
+#    sample, the other modality always present. Show that the expected accuracy is
+#    $(1-r)\,\text{acc(all)} + r\,\text{acc(without } m)$, and that its area over $r \in [0, 1]$ is the mean of
+#    the two end points.
+#
+#    <details><summary>Answer</summary>
+#
+#    The model classifies each sample on its own, so sample $i$ is correct with probability
+#    $(1-r)\,c_i^{\text{all}} + r\,c_i^{\text{without }m}$, where $c_i \in \{0, 1\}$ says whether it is correct
+#    with that presence pattern. Accuracy is the mean of these indicators over the $N$ test samples, and the
+#    expectation of a mean is the mean of the expectations (linearity; independence is not even needed):
+#    $\mathbb E[\text{acc}] = (1-r)\,\frac1N\sum_i c_i^{\text{all}} + r\,\frac1N\sum_i c_i^{\text{without }m}
+#    = (1-r)\,\text{acc(all)} + r\,\text{acc(without } m)$. Its integral over $[0, 1]$ is
+#    $\int_0^1 (1-r)\,a + r\,b \;dr = (a + b)/2$. One sampled mask fluctuates around the line (a binomial
+#    spread over $N$ samples), which is why section 5 compared a sampled mask with the line with a tolerance.
+#    </details>
+#
+# 2. Section 4 drew masks with rates $(0.6, 0.5)$. Derive the realised missing rates.
+#
+#    <details><summary>Answer</summary>
+#
+#    Modality $m$ ends up missing if it was dropped and *not* given back:
+#    $r'_m = r_m - P(\text{all dropped})\, P(m \text{ given back} \mid \text{all dropped})
+#    = r_m - \prod_k r_k \cdot \frac{1 - r_m}{\sum_k (1 - r_k)}$. With $\prod_k r_k = 0.3$ and
+#    $\sum_k (1 - r_k) = 0.9$: image $0.6 - 0.3 \cdot 0.4 / 0.9 \approx 0.467$, audio
+#    $0.5 - 0.3 \cdot 0.5 / 0.9 \approx 0.333$ — what section 4 measured on 100,000 rows (asserted within 0.01).
+#    </details>
+#
+# 3. A learned token is trained on complete data only (ModDrop rate 0). What does it learn?
+#
+#    <details><summary>Answer</summary>
+#
+#    Nothing: its gradient is the sum of the upstream gradients of the rows it replaced (Exercise 2's checker
+#    tests exactly this), and with complete data it replaces none. It keeps its initial value — the same failure
+#    as the recipe's compensation layers in section 2, which never received a gradient.
+#    </details>
+
+# %% [markdown]
 # ## Summary
 # * A model trained on complete data leans on the modality that is easiest *to fit*, here audio from a few
 #   training voices — not the one that is best at test time. Take it away and accuracy collapses below what the
@@ -647,3 +826,50 @@ _ = interact(
 #   recordings); test (new voices) was scored after. Val could not see the voice shift that makes audio weak.
 # * Robustness is a curve, not a number at one missing rate: report accuracy against the missing rate of each
 #   modality, its area (for these straight lines, the mean of the two end points), and the unimodal ceilings. Next: **Lesson 4 — imbalance and loss balancing**.
+
+# %% [markdown]
+# ## References
+# **Methods used in this lesson**
+# * N. Neverova, C. Wolf, G. Taylor, F. Nebout. *ModDrop: Adaptive Multi-Modal Gesture Recognition.* IEEE TPAMI
+#   38(8), 2016. [arXiv:1501.00102](https://arxiv.org/abs/1501.00102)
+# * J. Zhao, R. Li, Q. Jin. *Missing Modality Imagination Network for Emotion Recognition with Uncertain Missing
+#   Modalities* (MMIN). ACL-IJCNLP 2021. [doi:10.18653/v1/2021.acl-long.203](https://doi.org/10.18653/v1/2021.acl-long.203)
+# * L. Tran, X. Liu, J. Zhou, R. Jin. *Missing Modalities Imputation via Cascaded Residual Autoencoder.* CVPR
+#   2017. [CVF open access](https://openaccess.thecvf.com/content_cvpr_2017/html/Tran_Missing_Modalities_Imputation_CVPR_2017_paper.html)
+#   (the residual autoencoders MMIN builds on)
+# * J. Devlin, M.-W. Chang, K. Lee, K. Toutanova. *BERT: Pre-training of Deep Bidirectional Transformers for
+#   Language Understanding.* NAACL 2019. [arXiv:1810.04805](https://arxiv.org/abs/1810.04805) (the learned
+#   `[MASK]` embedding behind the missing token)
+# * N. Srivastava, G. Hinton, A. Krizhevsky, I. Sutskever, R. Salakhutdinov. *Dropout: A Simple Way to Prevent
+#   Neural Networks from Overfitting.* JMLR 15, 2014. [jmlr.org](https://jmlr.org/papers/v15/srivastava14a.html)
+# * D. P. Kingma, J. Ba. *Adam: A Method for Stochastic Optimization.* ICLR 2015.
+#   [arXiv:1412.6980](https://arxiv.org/abs/1412.6980)
+# * B. Efron. *Bootstrap Methods: Another Look at the Jackknife.* Annals of Statistics 7(1), 1979.
+#   [doi:10.1214/aos/1176344552](https://doi.org/10.1214/aos/1176344552) (the paired intervals over seeds)
+# * D. B. Rubin. *Inference and Missing Data.* Biometrika 63(3), 1976.
+#   [doi:10.1093/biomet/63.3.581](https://doi.org/10.1093/biomet/63.3.581) (missing completely at random — what
+#   this lesson's independent drops simulate — vs at random vs not at random)
+#
+# **Data**
+# * AV-Digits, this course's set (see `data/README.md`), built the way AV-MNIST is: V. Vielzeuf, A. Lechervy,
+#   S. Pateux, F. Jurie. *CentralNet: a Multilayer Approach for Multimodal Fusion.* ECCV Workshops 2018.
+#   [arXiv:1808.07275](https://arxiv.org/abs/1808.07275)
+# * Images: E. Alpaydin, C. Kaynak. *Optical Recognition of Handwritten Digits.* UCI Machine Learning Repository,
+#   1998. [archive.ics.uci.edu](https://archive.ics.uci.edu/ml/datasets/optical+recognition+of+handwritten+digits),
+#   as shipped by scikit-learn's `load_digits` (F. Pedregosa et al., *Scikit-learn: Machine Learning in Python*,
+#   JMLR 12, 2011, [jmlr.org](https://jmlr.org/papers/v12/pedregosa11a.html)).
+# * Speech: synthesised with [eSpeak NG](https://github.com/espeak-ng/espeak-ng); MFCC statistics (S. Davis,
+#   P. Mermelstein, IEEE Trans. ASSP 28(4), 1980, [doi:10.1109/TASSP.1980.1163420](https://doi.org/10.1109/TASSP.1980.1163420)).
+#
+# **Alternatives worth knowing**
+# * M. Havaei, N. Guizard, N. Chapados, Y. Bengio. *HeMIS: Hetero-Modal Image Segmentation.* MICCAI 2016.
+#   [arXiv:1607.05194](https://arxiv.org/abs/1607.05194) (fuse whatever is present by statistics over the
+#   available modalities' features)
+# * M. Ma, J. Ren, L. Zhao, S. Tulyakov, C. Wu, X. Peng. *SMIL: Multimodal Learning with Severely Missing
+#   Modality.* AAAI 2021. [arXiv:2103.05677](https://arxiv.org/abs/2103.05677) (missing modalities in *training*
+#   too, via Bayesian meta-learning)
+# * M. Ma, J. Ren, L. Zhao, D. Testuggine, X. Peng. *Are Multimodal Transformers Robust to Missing Modality?*
+#   CVPR 2022. [arXiv:2204.05454](https://arxiv.org/abs/2204.05454)
+# * Y.-L. Lee, Y.-H. Tsai, W.-C. Chiu, C.-Y. Lee. *Multimodal Prompting with Missing Modalities for Visual
+#   Recognition.* CVPR 2023. [arXiv:2303.03369](https://arxiv.org/abs/2303.03369) (missing-aware prompts for a
+#   frozen pretrained transformer)

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -31,7 +31,7 @@
 # noisy effect honestly (paired differences per seed, bootstrap intervals).
 #
 # **What you'll need:** Lesson 0 (AV-Digits, its splits, seeds and mean ± std). A laptop CPU; everything trains in
-# under two minutes. **Time:** ~40 minutes.
+# under two minutes. **Time:** ~55 minutes (40 for the lesson, 15 for the exercises).
 
 # %%
 # Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
@@ -750,20 +750,224 @@ assert np.abs(np.log10(ratio_uw / loss_ratio_uw)).max() < 1, "weights ≈ 1 / L_
 # climb). Kendall et al.'s original form has factors ½ and the classification variant differs; many codebases
 # clamp `s_i`. And the oldest fix of all is often enough: **put regression targets in sensible units**
 # (standardise them) before balancing anything.
-#
+
+# %% [markdown]
 # ## Exercises
-# 1. Set `smooth=True` (`imbalance_experiment("ogm", smooth=True, seed=...)`) for the five seeds. Does removing
-#    OGM's jump at ρ = 1 change accuracy or the k_t curve?
-# 2. Use α ∈ {0.1, 0.3, 3} with SGD. Where does the val probe saturate? Report paired differences, not just
-#    means, and choose on val before you look at test.
-# 3. In the widget, set the image noise to 0 and 0.6. When is there laziness to repair at all?
-# 4. Train the baseline for 10 epochs instead of 30 (`epochs=10`) with and without OGM. Does OGM still help?
-#    (Hint: the method slows the leader; if nobody has led yet, you only slow training.)
-# 5. Standardise the ink target (`(ink - mean) / std`) and rerun the weightings. How much of the problem was the
-#    units?
-# 6. Write the official code's variant that modulates only 4-D (convolution) weights. What does it do to these
-#    MLP encoders?
+# Code exercises are checked on the spot; the solutions are in collapsed cells (click to reveal in JupyterLab; in
+# Colab, 'Show code'). Try first.
 #
+# ### Exercise 1: OGM's coefficients
+# Write `ogm_coeffs(score_a, score_b, alpha)`: from the two modalities' scores `s_a`, `s_b` (section 5's step 1),
+# return the pair `(k_a, k_b)` of gradient factors. Only the modality whose *own* ratio exceeds 1 (`s_a / s_b` for
+# a, `s_b / s_a` for b) is slowed, by `k = 1 − tanh(α · ratio)`; the other keeps `k = 1`, and equal scores give
+# `(1, 1)`. This is the whole decision OGM makes at every step, so a sign or a ratio the wrong way round slows
+# the modality that is already starving.
+#
+# *Hint:* compute `ρ = s_a / s_b` once; if `ρ < 1`, b leads and its ratio is `1 / ρ`. Convert tensor scores with
+# `float(...)`.
+
+
+# %%
+# ✏️ Exercise 1: your code here
+def ogm_coeffs(score_a, score_b, alpha):
+    """OGM's modulation coefficients (k_a, k_b) from the two modalities' scores (Peng et al. 2022, eq. 10).
+
+    ρ = score_a / score_b. The leading modality (its own ratio > 1) gets k = 1 - tanh(α · ratio), the other
+    keeps k = 1; equal scores give (1, 1). Scores may be floats or 0-d tensors. Returns two floats.
+    """
+    raise NotImplementedError
+
+
+# %%
+from mmlab.exercises import check_gradient_modulation, check_ogm_coefficients
+
+check_ogm_coefficients(ogm_coeffs)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def ogm_coeffs(score_a, score_b, alpha):
+    """OGM's coefficients (k_a, k_b): the leader (its own ratio > 1) gets 1 - tanh(α·ratio), the other 1."""
+    rho = float(score_a) / float(score_b)  # discrepancy ratio of a over b (float() also unwraps 0-d tensors)
+    if rho > 1:  # a explains the labels better: slow a down, leave b alone
+        return float(1 - np.tanh(alpha * rho)), 1.0
+    if rho < 1:  # b leads; its own ratio is s_b / s_a = 1 / ρ > 1
+        return 1.0, float(1 - np.tanh(alpha / rho))
+    return 1.0, 1.0  # a tie: nobody leads, nobody is slowed (strict > and <, never ≥)
+
+
+check_ogm_coefficients(ogm_coeffs)
+
+# %% [markdown]
+# ### Exercise 2: the modulation step
+# Write `scale_encoder_gradients(params, k, noise=False)`, the step `train_imbalance` runs between
+# `loss.backward()` and `optimizer.step()` for one encoder: multiply every existing gradient by `k`, **in place**
+# (the optimizer reads `p.grad`, so a new tensor that nobody stores changes nothing), skip parameters without a
+# gradient, and with `noise=True` add Gaussian noise whose std is the tensor's own gradient std, measured before
+# scaling (OGM-GE's generalisation enhancement). Every parameter counts, biases included: these encoders are MLPs.
+#
+# *Hint:* `p.grad.mul_(k)` and `p.grad.add_(torch.randn_like(p.grad) * std)`; take `std = p.grad.std()` first.
+
+
+# %%
+# ✏️ Exercise 2: your code here
+def scale_encoder_gradients(params, k, noise=False):
+    """OGM-GE's modulation step for one encoder, in place, between loss.backward() and optimizer.step().
+
+    For every parameter p in params that has a gradient: p.grad <- k · p.grad, and with noise=True also add
+    Gaussian noise N(0, std(g)²), with std(g) the tensor's own gradient std measured before scaling. Returns None.
+    """
+    raise NotImplementedError
+
+
+# %%
+check_gradient_modulation(scale_encoder_gradients)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def scale_encoder_gradients(params, k, noise=False):
+    """OGM-GE's step, in place: g <- k·g (+ N(0, std(g)²) noise with noise=True) for every parameter."""
+    for p in params:
+        if p.grad is None:  # not used in this step: there is nothing to modulate
+            continue
+        # GE's noise has the gradient's own spread *before* scaling (a 1-element tensor has no sample std)
+        std = p.grad.std() if p.grad.numel() > 1 else p.grad.abs()
+        p.grad.mul_(k)  # in place: the optimizer reads p.grad, so this is what it will step with
+        if noise:
+            p.grad.add_(torch.randn_like(p.grad) * std)
+
+
+check_gradient_modulation(scale_encoder_gradients)
+
+# %% [markdown]
+# ### Exercise 3: a continuous k
+# Set `smooth=True` (`imbalance_experiment("ogm", smooth=True, seed=s, alpha=ALPHA)`) for the five seeds. Does
+# removing OGM's jump at ρ = 1 change accuracy or the k_t curve?
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: run the five seeds, then compare with `runs["ogm", s]` **seed by seed** —
+# `pts(acc_smooth, acc["ogm"])` for test accuracy (α was chosen on val with the paper's formula; keep it fixed) —
+# and draw `plot_rho_k` for seed 0 with both runs. What to look for: the smooth factor `1 − tanh(α(ρ − 1))` is
+# close to 1 whenever ρ is close to 1, and section 5 measured that OGM holds the per-epoch ρ near 1 (between 0.9
+# and 2 after epoch 5, asserted). So expect a k_t that moves continuously instead of flipping between 1 and at
+# most `1 − tanh(α)`, and a weaker brake on audio at the same α. Whether that costs accuracy is what the paired
+# interval says; if it contains 0, the five seeds cannot tell the two formulas apart.
+# </details>
+#
+# ### Exercise 4: more values of α
+# Use α ∈ {0.1, 0.3, 3} with SGD. Where does the val probe saturate? Report paired differences, not just means,
+# and choose on val before you look at test.
+#
+# <details><summary>Answer</summary>
+#
+# Add the runs to the grid — `runs["ogm", a, s] = imbalance_experiment("ogm", seed=s, alpha=a)`, then
+# `val_probe_by[a]` as in section 5 — and apply the same rule, `one_se_choice` on the val probe over the enlarged
+# grid. Saturation is where the mean val probe stops rising by more than one standard error; confirm it with
+# `paired_bootstrap(val_probe_by[a_big], val_probe_by[a_small])` for neighbouring α (an interval that contains 0:
+# the seeds cannot separate them). Only after the choice, read test accuracy for the chosen α. Also look at joint
+# val accuracy: section 5 found that every α of its grid costs a little of it (asserted), so expect the large α
+# to cost more, not less.
+# </details>
+#
+# ### Exercise 5: when is there laziness to repair?
+# In the widget, set the image noise to 0 and to 0.6. When is there laziness to repair at all?
+#
+# <details><summary>Answer</summary>
+#
+# Laziness needs a *slow* modality next to a fast one. Compare, for each σ, what the image encoder learned alone
+# with what it learned in the joint model (the widget's probe panel), and ρ_t without OGM. At σ = 0 the images are
+# clean digits and the image encoder learns fast too: look whether the probe gap alone − joint shrinks and ρ stays
+# lower. At σ = 0.6 look at the encoder trained alone first: if it is weak too, there is little the joint model
+# could have learned from the images, and little for OGM to repair. The widget is one seed; for a claim, rerun
+# the five seeds with `imbalance_experiment(method, seed=s, image_noise=σ)` and use paired intervals.
+# </details>
+#
+# ### Exercise 6: a shorter schedule
+# Train the baseline for 10 epochs instead of 30 (`epochs=10`) with and without OGM. Does OGM still help?
+# (Hint: the method slows the leader; if nobody has led yet, you only slow training.)
+#
+# <details><summary>Answer</summary>
+#
+# Run `imbalance_experiment(m, seed=s, epochs=10, alpha=ALPHA)` for `m` in baseline and OGM, and compare test
+# accuracy and the image probe paired by seed. What to look for: section 4 printed the epoch at which the audio
+# half first passes 95% training accuracy (`first_95`). If that is well before epoch 10, audio has led for a while
+# and OGM has had something to slow; if not, OGM mostly slows a model that has not fitted yet. Either way the image
+# encoder has fewer epochs to catch up, so the gain can shrink or vanish. The paired interval decides; one seed
+# cannot.
+# </details>
+#
+# ### Exercise 7: put the regression target in sensible units
+# Standardise the ink target (`(ink - mean) / std`, with the *training* mean and std) and rerun the weightings.
+# How much of the problem was the units?
+#
+# <details><summary>Answer</summary>
+#
+# `mt_std = dataclasses.replace(mt_data, ink_train=(mt_data.ink_train - m) / s, ink_val=(mt_data.ink_val - m) / s,
+# ink_test=(mt_data.ink_test - m) / s)` with `m, s` from `ink_train`; train the `MT` variants on `mt_std`, and
+# multiply the RMSE by `s` to compare it with section 8 in raw units. The ink loss now starts near 1 (the variance
+# of a standardised target), the same order as ln 10 ≈ 2.3 for the digits, so look whether fixed weights (1, 1)
+# still starve the classifier (`paired_bootstrap(mt_acc["classification alone"], ...)` as in section 8) and
+# whether the adaptive schemes still beat fixed weights by the margin asserted there. If the gaps close, most of
+# the problem was the units.
+# </details>
+#
+# ### Exercise 8: the official code's 4-D rule
+# Write the official code's variant that modulates only 4-D (convolution) weights. What does it do to these MLP
+# encoders?
+#
+# <details><summary>Answer</summary>
+#
+# ```python
+# def modulate_conv_only(params, k, noise=False):
+#     scale_encoder_gradients([p for p in params if p.dim() == 4], k, noise)
+# ```
+#
+# Nothing. Every parameter of these encoders is 2-D (a `Linear` weight) or 1-D (a bias), so no gradient is scaled
+# and no noise is added: OGM becomes the baseline — the same run, step for step, for the same seed, just as α = 0
+# is in the widget. No experiment is needed; it follows from the shapes (`[p.dim() for p in
+# base0.model.encoders["image"].parameters()]`). That is why `mmlab.balance.modulate_gradients` scales every
+# parameter of the encoder.
+# </details>
+#
+# ## Check your understanding
+# 1. With α = 1, what does OGM's k for audio become when ρ goes from exactly 1 to 1.001? What does the smooth
+#    variant give?
+#
+#    <details><summary>Answer</summary>
+#
+#    At ρ = 1 nobody leads: k = 1. At ρ = 1.001 audio leads and k = 1 − tanh(1.001) ≈ 1 − tanh(1) ≈ 0.24 (checked
+#    in section 5): a lead by a hair cuts its gradients by three quarters. The smooth variant gives
+#    1 − tanh(1 · 0.001) ≈ 0.999, continuous at ρ = 1.
+#    </details>
+#
+# 2. Why do the recipe's weights change under the re-parametrisation of section 3 while OGM's scores do not?
+#
+#    <details><summary>Answer</summary>
+#
+#    Multiplying the first layer by c and dividing the second by c leaves every output the same (ReLU is
+#    positively homogeneous) but changes each layer's gradient: the first layer's by 1/c, the second's by c. The
+#    recipe's weights are built from those gradient norms, so they move. OGM's scores are softmax probabilities of
+#    the logits' halves, functions of the outputs only, so they cannot move.
+#    </details>
+#
+# 3. Derive the optimal `s_i` of uncertainty weighting, `L = Σ_i exp(−s_i) L_i + s_i`, with the losses `L_i > 0`
+#    held fixed. What weight and what weighted loss does each task get, and what does that do to the gradient that
+#    reaches the shared trunk?
+#
+#    <details><summary>Answer</summary>
+#
+#    Each `s_i` appears in one term, `f(s) = e^{−s} L_i + s`. Then `f'(s) = 1 − e^{−s} L_i = 0` gives
+#    `e^{−s} = 1 / L_i`, i.e. **s\* = ln L_i**; `f''(s) = e^{−s} L_i > 0`, so it is the minimum, and the value there
+#    is `1 + ln L_i`. The task's weight is `e^{−s*} = 1 / L_i` and its weighted loss `e^{−s*} L_i = 1`, whatever
+#    the units of `L_i`. With the weights at their optimum the trunk receives `Σ_i ∇L_i / L_i = ∇ Σ_i ln L_i`:
+#    each task's gradient is divided by its own loss, so multiplying a loss by a constant (changing its units)
+#    adds a constant to `ln L_i` and changes no gradient. It is also why the weight of a task whose loss goes to
+#    0 grows without limit (section 8's caveat).
+#    </details>
+
+# %% [markdown]
 # ## Summary
 # * A dominant, fast-fitting modality silences the gradients of a slower one: diagnose it with the training
 #   accuracy of each half of the logits and with **linear probes** (alone vs after joint training).
@@ -778,3 +982,53 @@ assert np.abs(np.log10(ratio_uw / loss_ratio_uw)).max() < 1, "weights ≈ 1 / L_
 # * For several **tasks** with losses in different units, fixed weights let the largest loss win; uncertainty
 #   weighting (losses → 1) and GradNorm (gradient norms → balanced) learn the weights, at a price the numbers
 #   show. Next: **Lesson 5 — deployment**.
+
+# %% [markdown]
+# ## References
+# **Methods used in this lesson**
+# * X. Peng, Y. Wei, A. Deng, D. Wang, D. Hu. *Balanced Multimodal Learning via On-the-fly Gradient Modulation.*
+#   CVPR 2022. [arXiv:2203.15332](https://arxiv.org/abs/2203.15332) — OGM and OGM-GE (ρ, k, the GE noise).
+# * W. Wang, D. Tran, M. Feiszli. *What Makes Training Multi-modal Classification Networks Hard?* CVPR 2020.
+#   [arXiv:1905.12681](https://arxiv.org/abs/1905.12681) — joint models losing to their best unimodal part;
+#   Gradient Blending.
+# * A. Kendall, Y. Gal, R. Cipolla. *Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry and
+#   Semantics.* CVPR 2018. [arXiv:1705.07115](https://arxiv.org/abs/1705.07115) — uncertainty weighting.
+# * Z. Chen, V. Badrinarayanan, C.-Y. Lee, A. Rabinovich. *GradNorm: Gradient Normalization for Adaptive Loss
+#   Balancing in Deep Multitask Networks.* ICML 2018. [arXiv:1711.02257](https://arxiv.org/abs/1711.02257).
+# * D. P. Kingma, J. Ba. *Adam: A Method for Stochastic Optimization.* ICLR 2015.
+#   [arXiv:1412.6980](https://arxiv.org/abs/1412.6980) — the update that cancels a constant gradient scale.
+# * G. Alain, Y. Bengio. *Understanding Intermediate Layers Using Linear Classifier Probes.* ICLR 2017 workshop.
+#   [arXiv:1610.01644](https://arxiv.org/abs/1610.01644) — linear probes.
+# * T. Hastie, R. Tibshirani, J. Friedman. *The Elements of Statistical Learning*, 2nd ed., Springer 2009, §7.10
+#   (the one-standard-error rule). [Official page](https://hastie.su.domains/ElemStatLearn/).
+# * B. Efron. *Bootstrap Methods: Another Look at the Jackknife.* Annals of Statistics 7(1), 1979.
+#   [DOI:10.1214/aos/1176344552](https://doi.org/10.1214/aos/1176344552) — the bootstrap behind the paired
+#   intervals over seeds; B. Efron, R. J. Tibshirani, *An Introduction to the Bootstrap*, Chapman & Hall, 1993,
+#   is the textbook.
+#
+# **Data**
+# * AV-Digits, the course's data set (`mmlab.data`), pairs each image of scikit-learn's `load_digits` with a
+#   spoken clip of the same digit, the way AV-MNIST does (V. Vielzeuf, A. Lechervy, S. Pateux, F. Jurie.
+#   *CentralNet: a Multilayer Approach for Multimodal Fusion.* ECCV Workshops 2018,
+#   [arXiv:1808.07275](https://arxiv.org/abs/1808.07275)).
+# * The images: E. Alpaydin, C. Kaynak. *Optical Recognition of Handwritten Digits.* UCI Machine Learning
+#   Repository, 1998. [UCI page](https://archive.ics.uci.edu/ml/datasets/optical+recognition+of+handwritten+digits);
+#   bundled as [`sklearn.datasets.load_digits`](https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html).
+# * The speech: synthesised with [eSpeak NG](https://github.com/espeak-ng/espeak-ng) (`data/build_avdigits.py`),
+#   summarised by MFCCs (S. Davis, P. Mermelstein. *Comparison of Parametric Representations for Monosyllabic
+#   Word Recognition in Continuously Spoken Sentences.* IEEE Trans. ASSP 28(4), 1980.
+#   [DOI:10.1109/TASSP.1980.1163420](https://doi.org/10.1109/TASSP.1980.1163420)).
+#
+# **Alternatives worth knowing**
+# * Gradient Blending (Wang et al. 2020, above): weights unimodal and fused losses by each head's estimated
+#   overfitting-to-generalisation ratio.
+# * N. Wu, S. Jastrzębski, K. Cho, K. J. Geras. *Characterizing and Overcoming the Greedy Nature of Learning in
+#   Multi-modal Deep Neural Networks.* ICML 2022. [arXiv:2202.05306](https://arxiv.org/abs/2202.05306) —
+#   balances the modalities' "conditional learning speeds".
+# * T. Yu, S. Kumar, A. Gupta, S. Levine, K. Hausman, C. Finn. *Gradient Surgery for Multi-Task Learning*
+#   (PCGrad). NeurIPS 2020. [arXiv:2001.06782](https://arxiv.org/abs/2001.06782) — projects away conflicting task
+#   gradients instead of reweighting them.
+# * O. Sener, V. Koltun. *Multi-Task Learning as Multi-Objective Optimization* (MGDA-UB). NeurIPS 2018.
+#   [arXiv:1810.04650](https://arxiv.org/abs/1810.04650).
+# * S. Liu, E. Johns, A. J. Davison. *End-to-End Multi-Task Learning with Attention* (Dynamic Weight Average).
+#   CVPR 2019. [arXiv:1803.10704](https://arxiv.org/abs/1803.10704).

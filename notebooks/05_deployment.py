@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -29,7 +29,7 @@
 #
 # **What you'll need:** lessons 0 and 2 (AV-Digits, late fusion) and a little PyTorch. Runs on a laptop CPU in
 # a couple of minutes; CUDA is used for training when present (int8 and ONNX Runtime run on the CPU).
-# **Time:** ~45 minutes.
+# **Time:** ~60 minutes (45 for the lesson, 15 for the exercises).
 #
 # ## Intuition
 # A model in production is judged on four numbers at once: **accuracy**, **latency** (time to answer one
@@ -853,15 +853,213 @@ assert all(t1[n].percentile(50) <= t1[n].percentile(95) <= t1[n].percentile(99) 
 
 # %% [markdown]
 # ## Exercises
-# 1. Fine-tune the 70%-pruned model with `distill(pruned, teacher, ...)` instead of plain labels. Does it
-#    recover more accuracy than in section 4? Use several seeds and a paired interval before you answer.
-# 2. Run the sweep with `criterion="taylor"` (and `calibration=...`), or rank units at random (write it): how
-#    much does the importance criterion matter *after* fine-tuning? Choose on val, then look at test.
-# 3. Quantize the 50%-pruned model to int8. Do the savings multiply? What about accuracy?
-# 4. Set `RUN_COMPILE = True`. How many calls at batch 256 does it take before the compile time is paid back?
-# 5. Key the cache by sample id instead of content (`CachedEncoder(encoder, key_fn=...)`). When is that
-#    safe, and when would it serve a stale result?
+# Code exercises are checked on the spot; the solutions are in collapsed cells (click to reveal in JupyterLab; in
+# Colab, 'Show code'). Try first.
 #
+# ### Exercise 1: the distillation loss
+# Write `kd_loss(student_logits, teacher_logits, target, temperature, alpha)`, the loss of section 5:
+# `(1 − α)·CE(z_s, y) + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))`, the KL averaged over the batch. It is the one
+# function that turns a big model's knowledge into a small model's training signal, and each of its details
+# (which way the KL goes, the `T²`, the batch average) changes how much the teacher weighs without any error
+# message.
+#
+# *Hint:* `F.kl_div(input, target)` computes `KL(target ‖ input)` and wants `input` as *log*-probabilities; give it
+# the student's `F.log_softmax(z_s / T, dim=-1)`, the teacher's log-probabilities with `log_target=True`, and
+# `reduction="batchmean"`.
+
+
+# %%
+# ✏️ Exercise 1: your code here
+def kd_loss(student_logits, teacher_logits, target, temperature, alpha):
+    """Distillation loss (Hinton et al. 2015): (1 - α)·CE(z_s, y) + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)).
+
+    student_logits, teacher_logits: (B, C); target: (B,) class ids; temperature T > 0; alpha α in [0, 1].
+    The KL is averaged over the batch. Returns a 0-d tensor that backpropagates into the student.
+    """
+    raise NotImplementedError
+
+
+# %%
+import torch.nn.functional as F
+from torch import nn
+
+from mmlab.exercises import check_distillation_loss, check_pruning
+
+check_distillation_loss(kd_loss)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def kd_loss(student_logits, teacher_logits, target, temperature, alpha):
+    """(1 - α)·CE(z_s, y) + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), KL averaged over the batch."""
+    T = temperature
+    # F.kl_div(input, target) is KL(target ‖ input): the teacher's distribution goes in `target`
+    soft = F.kl_div(
+        F.log_softmax(student_logits / T, dim=-1),  # the student's log-probabilities, softened by T
+        F.log_softmax(teacher_logits.detach() / T, dim=-1),  # the teacher's, as log-probabilities too...
+        reduction="batchmean",  # ...summed over classes, averaged over the batch (what the KL means)
+        log_target=True,  # ...which is what this flag says
+    )
+    hard = F.cross_entropy(student_logits, target)  # the labels, at T = 1
+    # T²: the soft term's gradient shrinks like 1/T², so this keeps its weight independent of T
+    return (1 - alpha) * hard + alpha * T**2 * soft
+
+
+check_distillation_loss(kd_loss)
+
+# %% [markdown]
+# ### Exercise 2: remove hidden units for real
+# Write `prune_hidden_units(first, second, k)` for one `Linear → ReLU → Linear` pair: keep the `k` hidden units
+# with the largest L1 norm of their incoming weights (rows of `first.weight`) and return two **new, smaller**
+# `nn.Linear` layers — what section 3 showed makes a model faster, unlike a mask. The second layer must lose the
+# matching *columns*, or the shapes no longer fit.
+#
+# *Hint:* `keep = first.weight.abs().sum(dim=1).topk(k).indices`; copy `first.weight[keep]`, `first.bias[keep]`,
+# `second.weight[:, keep]` and `second.bias` into new layers under `torch.no_grad()`.
+
+
+# %%
+# ✏️ Exercise 2: your code here
+def prune_hidden_units(first, second, k):
+    """Structured pruning of a Linear → ReLU → Linear pair: keep k hidden units, really removed.
+
+    Keep the k units with the largest L1 norm of their incoming weights (rows of first.weight). Return two new
+    nn.Linear layers (first', second'): first' with those rows of the weight and entries of the bias, second'
+    with those columns of its weight (and its whole bias). Do not modify first and second.
+    """
+    raise NotImplementedError
+
+
+# %%
+check_pruning(prune_hidden_units)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def prune_hidden_units(first, second, k):
+    """Keep the k hidden units of ``first → ReLU → second`` with the largest L1 norm; return two smaller layers."""
+    scores = first.weight.abs().sum(dim=1)  # one L1 norm per hidden unit: Σ_i |W1[j, i]| over its row
+    keep = scores.topk(k).indices.sort().values  # the k largest, kept in their original order
+    new_first = nn.Linear(first.in_features, k, dtype=first.weight.dtype)
+    new_second = nn.Linear(k, second.out_features, dtype=second.weight.dtype)
+    with torch.no_grad():  # copying weights is not part of any computation to differentiate
+        new_first.weight.copy_(first.weight[keep])  # the kept units' incoming weights...
+        new_first.bias.copy_(first.bias[keep])  # ...and their biases
+        new_second.weight.copy_(second.weight[:, keep])  # the next layer reads only the kept units
+        new_second.bias.copy_(second.bias)  # its outputs are all still there
+    # A removed unit contributed relu(...)·W2[:, j]; dropping it is exactly setting its activation to 0.
+    return new_first, new_second
+
+
+check_pruning(prune_hidden_units)
+
+# %% [markdown]
+# ### Exercise 3: fine-tune by distillation
+# Fine-tune the 70%-pruned model with `distill(pruned, teacher, ...)` instead of plain labels. Does it recover
+# more accuracy than in section 4? Use several seeds and a paired interval before you answer.
+#
+# <details><summary>Answer</summary>
+#
+# For each seed `s`: `pruned = prune_structured(teacher, 0.7)`, then
+# `distill(pruned, teacher, train_loader(s), epochs=5, temperature=T_CHOSEN, alpha=LAMBDA_CHOSEN, lr=1e-3,
+# device=device, progress=False)` (same epochs, rate and batch order as `finetune`), `pruned.cpu()`, and its val
+# accuracy. Compare with `sweep.accuracy["val"][i70]` **seed by seed**: `paired_bootstrap(distilled, plain)`.
+# Decide on val first (is distillation worth using for fine-tuning?), then read test. What to look for: section 4
+# measured that 5 epochs of plain fine-tuning already bring the 70% model back by more than 10 points in every
+# seed (test), so the room left is small; an interval that contains 0 is a legitimate answer.
+# </details>
+#
+# ### Exercise 4: does the ranking criterion matter after fine-tuning?
+# Run the sweep with `criterion="taylor"` (and `calibration=...`), or rank units at random (write it): how much
+# does the importance criterion matter *after* fine-tuning? Choose on val, then look at test.
+#
+# <details><summary>Answer</summary>
+#
+# `pruning_sweep(teacher, ratios, criterion="taylor", calibration=calibration, ...)` with the other arguments as in
+# section 4, so that the seeds and fine-tuning are identical; for random ranking, build it with
+# `prune_hidden_units`' logic and `torch.randperm` instead of `topk`. Compare each ratio's fine-tuned accuracies
+# with the L1 sweep's, paired by seed. What to look for: section 3 compared the criteria *without* fine-tuning on
+# one teacher and claimed nothing; fine-tuning can repair a poor choice of units, so expect the differences to
+# shrink with fine-tuning, most at mild ratios. Only paired intervals that clear a margin justify saying one
+# criterion is better.
+# </details>
+#
+# ### Exercise 5: prune, then quantize
+# Quantize the 50%-pruned model to int8. Do the savings multiply? What about accuracy?
+#
+# <details><summary>Answer</summary>
+#
+# `q = quantize_int8(sweep.models[sweep.index(0.5)])`, then `model_size_bytes(q)`, `accuracy(q, "test")` and
+# `compare_latency` against the pruned fp32 model. Size: int8 stores each Linear weight in a quarter of the bytes
+# (section 6: 3.3–4.2× on the teacher), whatever the layer widths, so expect the sizes to multiply — check the
+# ratio to the teacher. Accuracy: quantization error adds to pruning error, and section 6 only measured it on the
+# unpruned teacher (under 2 points); measure it on the pruned model. Speed need not multiply: section 6 found
+# int8's speed-up depends on the CPU and the batch, and narrow layers leave less to gain.
+# </details>
+#
+# ### Exercise 6: when does `torch.compile` pay back?
+# Set `RUN_COMPILE = True`. How many calls at batch 256 does it take before the compile time is paid back?
+#
+# <details><summary>Answer</summary>
+#
+# With compile time `C` and medians `t_eager`, `t_compiled` from the cell's output, break-even is after
+# `n = C / (t_eager − t_compiled)` calls, if `t_compiled < t_eager`; if compiled is not faster, never. Write the
+# arithmetic with your own numbers (the compile time alone can be tens of seconds on a laptop CPU), and remember
+# that a server that restarts often pays `C` again each time.
+# </details>
+#
+# ### Exercise 7: key the cache by sample id
+# Key the cache by sample id instead of content (`CachedEncoder(encoder, key_fn=...)`). When is that safe, and
+# when would it serve a stale result?
+#
+# <details><summary>Answer</summary>
+#
+# Safe when an id names one immutable content forever: the id → content map never changes, and ids are never
+# reused. It serves a stale result whenever the content behind an id changes — a corrected caption, a re-uploaded
+# image, an id recycled after a delete — exactly the in-place edit of section 10, now hidden behind an id. It is
+# also stale when the *encoder* changes (a new checkpoint): put the model version in the key, or empty the cache
+# on deploy. Content keys cost a hash of the bytes per lookup; id keys are free but trust the caller.
+# </details>
+#
+# ## Check your understanding
+# 1. Why does `torch.nn.utils.prune` at 50% roughly *double* the checkpoint instead of halving it?
+#
+#    <details><summary>Answer</summary>
+#
+#    It keeps the dense `weight_orig` and adds a float `weight_mask` of the same shape, both saved in the
+#    `state_dict`; the zeros are still stored as 32-bit floats. Two full-size tensors per weight instead of one:
+#    about 2× (section 2 asserts a ratio between 1.8 and 2.2; biases are not masked).
+#    </details>
+#
+# 2. Why compare timings as the median of per-round *ratios*, with the candidates interleaved in each round?
+#
+#    <details><summary>Answer</summary>
+#
+#    On a shared machine the speed changes over time (other jobs, frequency scaling, caches). Candidates timed
+#    moments apart in the same round see the same conditions, so their ratio cancels the slow phase; a median
+#    ignores the few rounds hit by a spike. Timing all of A, then all of B would confound the method with whatever
+#    the machine was doing at the time.
+#    </details>
+#
+# 3. Derive why the soft term carries `T²`: compute the gradient of `KL(p_t ‖ p_s)` with respect to the student's
+#    logit `z_{s,i}`, with `p = softmax(z / T)`, and its size for large `T`.
+#
+#    <details><summary>Answer</summary>
+#
+#    `KL = Σ_j p_{t,j} ln p_{t,j} − Σ_j p_{t,j} ln p_{s,j}`, and only the second sum depends on `z_s`. With
+#    `ln p_{s,j} = z_{s,j}/T − ln Σ_k e^{z_{s,k}/T}`, we get `∂ ln p_{s,j} / ∂z_{s,i} = (δ_{ij} − p_{s,i}) / T`, so
+#
+#    `∂KL/∂z_{s,i} = −Σ_j p_{t,j}(δ_{ij} − p_{s,i}) / T = (p_{s,i} − p_{t,i}) / T` (using `Σ_j p_{t,j} = 1`).
+#
+#    For large `T`, `e^{z/T} ≈ 1 + z/T`, so `p_i ≈ (1 + (z_i − z̄)/T) / C` with `C` classes and `z̄` the mean logit.
+#    Then `p_{s,i} − p_{t,i} ≈ [(z_{s,i} − z̄_s) − (z_{t,i} − z̄_t)] / (C·T)` and the gradient is
+#    `≈ [(z_{s,i} − z̄_s) − (z_{t,i} − z̄_t)] / (C·T²)`: it shrinks like `1/T²`. Multiplying the KL by `T²` gives a
+#    gradient `≈ [(z_{s,i} − z̄_s) − (z_{t,i} − z̄_t)] / C` that does not depend on `T` — matching the centred logits
+#    (Hinton et al. 2015, §2.1). So changing `T` changes how soft the targets are, not how much the soft term
+#    weighs; `λ` sets that.
+#    </details>
+
+# %% [markdown]
 # ## Summary
 # * `torch.nn.utils.prune` masks weights: zero speed-up and a *bigger* checkpoint. Structured pruning that
 #   rebuilds smaller layers gives real speed-ups and size cuts; fine-tune after pruning, and compare with a
@@ -877,3 +1075,66 @@ assert all(t1[n].percentile(50) <= t1[n].percentile(95) <= t1[n].percentile(99) 
 # * Time with warm-up, interleaved repeats, medians and tail percentiles (p95/p99 of single calls), and report
 #   every speed-up next to its accuracy cost.
 #   Next: **Lesson 6 — pitfalls**.
+
+# %% [markdown]
+# ## References
+# **Methods used in this lesson**
+# * G. Hinton, O. Vinyals, J. Dean. *Distilling the Knowledge in a Neural Network.* NIPS 2014 Deep Learning
+#   Workshop. [arXiv:1503.02531](https://arxiv.org/abs/1503.02531) — distillation, the temperature and `T²`.
+# * H. Li, A. Kadav, I. Durdanovic, H. Samet, H. P. Graf. *Pruning Filters for Efficient ConvNets.* ICLR 2017.
+#   [arXiv:1608.08710](https://arxiv.org/abs/1608.08710) — structured pruning by the L1 norm.
+# * P. Molchanov, S. Tyree, T. Karras, T. Aila, J. Kautz. *Pruning Convolutional Neural Networks for Resource
+#   Efficient Inference.* ICLR 2017. [arXiv:1611.06440](https://arxiv.org/abs/1611.06440) — the Taylor criterion.
+# * S. Han, J. Pool, J. Tran, W. J. Dally. *Learning both Weights and Connections for Efficient Neural Networks.*
+#   NeurIPS 2015. [arXiv:1506.02626](https://arxiv.org/abs/1506.02626) — magnitude (unstructured) pruning, what
+#   `torch.nn.utils.prune.l1_unstructured` does; [its documentation](https://pytorch.org/docs/stable/generated/torch.nn.utils.prune.l1_unstructured.html).
+# * B. Jacob, S. Kligys, B. Chen, M. Zhu, M. Tang, A. Howard, H. Adam, D. Kalenichenko. *Quantization and Training
+#   of Neural Networks for Efficient Integer-Arithmetic-Only Inference.* CVPR 2018.
+#   [arXiv:1712.05877](https://arxiv.org/abs/1712.05877) — integer quantization with scales;
+#   [torchao](https://github.com/pytorch/ao) is where PyTorch's quantization now lives.
+# * ONNX, the open format for model graphs: [onnx.ai](https://onnx.ai); ONNX Runtime:
+#   [onnxruntime.ai](https://onnxruntime.ai); [`torch.onnx` export](https://pytorch.org/docs/stable/onnx.html).
+# * J. Ansel et al. *PyTorch 2: Faster Machine Learning Through Dynamic Python Bytecode Transformation and Graph
+#   Compilation.* ASPLOS 2024. [DOI:10.1145/3620665.3640366](https://doi.org/10.1145/3620665.3640366) —
+#   `torch.compile`.
+# * The text encoder: [all-MiniLM-L6-v2](https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2), a
+#   Sentence-Transformers model (N. Reimers, I. Gurevych. *Sentence-BERT: Sentence Embeddings using Siamese
+#   BERT-Networks.* EMNLP 2019. [arXiv:1908.10084](https://arxiv.org/abs/1908.10084)) built on MiniLM (W. Wang,
+#   F. Wei, L. Dong, H. Bao, N. Yang, M. Zhou. *MiniLM: Deep Self-Attention Distillation for Task-Agnostic
+#   Compression of Pre-Trained Transformers.* NeurIPS 2020. [arXiv:2002.10957](https://arxiv.org/abs/2002.10957)).
+# * The cache key: BLAKE2 (M.-J. Saarinen, J.-P. Aumasson. *The BLAKE2 Cryptographic Hash and Message
+#   Authentication Code (MAC).* RFC 7693, 2015. [rfc-editor.org/rfc/rfc7693](https://www.rfc-editor.org/rfc/rfc7693)),
+#   via Python's [`hashlib.blake2b`](https://docs.python.org/3/library/hashlib.html#blake2).
+# * B. Efron. *Bootstrap Methods: Another Look at the Jackknife.* Annals of Statistics 7(1), 1979.
+#   [DOI:10.1214/aos/1176344552](https://doi.org/10.1214/aos/1176344552) — the paired intervals over seeds.
+#
+# **Data**
+# * AV-Digits, the course's data set (`mmlab.data`), built the way AV-MNIST is (V. Vielzeuf, A. Lechervy,
+#   S. Pateux, F. Jurie. *CentralNet: a Multilayer Approach for Multimodal Fusion.* ECCV Workshops 2018,
+#   [arXiv:1808.07275](https://arxiv.org/abs/1808.07275)): images from E. Alpaydin, C. Kaynak, *Optical Recognition
+#   of Handwritten Digits*, UCI Machine Learning Repository, 1998
+#   ([UCI page](https://archive.ics.uci.edu/ml/datasets/optical+recognition+of+handwritten+digits); scikit-learn's
+#   [`load_digits`](https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html)), speech
+#   synthesised with [eSpeak NG](https://github.com/espeak-ng/espeak-ng), templated captions.
+#
+# **Alternatives worth knowing**
+# * Static (post-training) quantization, which calibrates the activations' scales in advance, and
+#   quantization-aware training (QAT), which trains with simulated int8 (Jacob et al. 2018, above); a practical
+#   survey: R. Krishnamoorthi. *Quantizing Deep Convolutional Networks for Efficient Inference: A Whitepaper.*
+#   2018. [arXiv:1806.08342](https://arxiv.org/abs/1806.08342).
+# * S. Han, H. Mao, W. J. Dally. *Deep Compression: Compressing Deep Neural Networks with Pruning, Trained
+#   Quantization and Huffman Coding.* ICLR 2016. [arXiv:1510.00149](https://arxiv.org/abs/1510.00149).
+# * Z. Liu, J. Li, Z. Shen, G. Huang, S. Yan, C. Zhang. *Learning Efficient Convolutional Networks through Network
+#   Slimming.* ICCV 2017. [arXiv:1708.06519](https://arxiv.org/abs/1708.06519) — channel pruning by learned
+#   BatchNorm scales.
+# * J. Frankle, M. Carbin. *The Lottery Ticket Hypothesis: Finding Sparse, Trainable Neural Networks.* ICLR 2019.
+#   [arXiv:1803.03635](https://arxiv.org/abs/1803.03635).
+# * A. Mishra, J. A. Latorre, J. Pool, D. Stosic, D. Stosic, G. Venkatesh, C. Yu, P. Micikevicius. *Accelerating
+#   Sparse Deep Neural Networks.* 2021. [arXiv:2104.08378](https://arxiv.org/abs/2104.08378) — 2:4 structured
+#   sparsity on GPUs.
+# * A. Romero, N. Ballas, S. E. Kahou, A. Chassang, C. Gatta, Y. Bengio. *FitNets: Hints for Thin Deep Nets.*
+#   ICLR 2015. [arXiv:1412.6550](https://arxiv.org/abs/1412.6550) — distilling intermediate features;
+#   V. Sanh, L. Debut, J. Chaumond, T. Wolf. *DistilBERT, a distilled version of BERT.* 2019.
+#   [arXiv:1910.01108](https://arxiv.org/abs/1910.01108).
+# * [TensorRT](https://developer.nvidia.com/tensorrt) and [OpenVINO](https://docs.openvino.ai) — inference
+#   engines that consume ONNX graphs.

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -29,7 +29,7 @@
 # versus score-weighted sampling.
 #
 # **What you'll need:** lessons 0 and 5 (distillation). Everything runs on a laptop CPU.
-# **Time:** ~40 minutes.
+# **Time:** ~55 minutes (40 for the lesson, 15 for the exercises).
 #
 # A popular article on multimodal ML ends with two pitfalls: *"stacking layers instead of using a light model
 # plus distillation"* and *"training on raw, uncleaned multimodal data instead of cleaning, quality scoring and
@@ -55,6 +55,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from ipywidgets import Dropdown, FloatSlider, Layout, fixed, interact
 from tqdm.auto import tqdm
 
@@ -707,17 +708,200 @@ widget = interact(
 
 # %% [markdown]
 # ## Exercises
-# 1. **Width instead of depth.** Train `FusionStack(dims, 10, width=w, depth=1)` for `w` in 16, 64, 256, 1024 on
-#    the 200 labelled items. Is the trend the same as for depth? Count the parameters.
-# 2. **What else makes distillation work?** Re-run section 3 (a) with the light 1×64 model as the teacher,
-#    (b) with `temperature=4`, (c) with `alpha=0.5`. Does the teacher's size matter?
-# 3. **A Transformer stack.** Project each modality to a token of width 64, add a learned [CLS] token and stack
-#    1–8 `nn.TransformerEncoderLayer(64, 4, batch_first=True, norm_first=True)`. Does depth hurt there?
-#    (Expect it to cost much more CPU time.)
-# 4. **Keep-fraction filtering.** If you knew that about 45% of the items are dirty, you could keep the best 55%
-#    by each score with `filter_by_keep_fraction`. Compare it (on val) with the thresholds chosen in section 6.
-# 5. **When is a mismatched pair harmless?** Repeat the 30%-mismatch run with `load_quality_data(image_noise=0.3)`
-#    (a cleaner image). Compare the dirty and clean accuracies and explain what you see.
+# Code exercises are checked on the spot; the solutions are in collapsed cells (click to reveal in JupyterLab; in
+# Colab, 'Show code'). Try first.
+#
+# **Exercise 1 — the small-loss score.** Write `small_loss_score(logits, labels)`: for every item the log-probability
+# the model gives to its *given* label, `ℓ_i = log p(y_i | x_i) = −CE(z_i, y_i)` — the score of section 5, higher =
+# cleaner. It is the whole detector for wrong labels: a warm-up model believes the consistent majority, so an item
+# whose label it finds unlikely is suspect. The checker tries ordinary logits and logits of a few hundred, where a
+# careless formula breaks. Hint: one call to `F.cross_entropy` with the right `reduction` does it; mind the sign.
+
+
+# %%
+# ✏️ Exercise 1: your code here
+def small_loss_score(logits, labels):
+    """Small-loss quality score of every item: log p(y_i | x_i) = -CE(z_i, y_i); higher = cleaner.
+
+    logits: (N, C); labels: (N,) class ids. Returns a tensor (N,).
+    """
+    raise NotImplementedError
+
+
+# %%
+from mmlab.exercises import check_keep_cleanest, check_small_loss_scores
+
+check_small_loss_scores(small_loss_score)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def small_loss_score(logits, labels):
+    """Small-loss quality score of every item: log p(y_i | x_i) = -CE(z_i, y_i); higher = cleaner."""
+    # cross_entropy computes -log_softmax(z)[y] per item with the log-sum-exp trick, so logits of ±400 stay
+    # finite (log(softmax(z)) would underflow to log 0 = -inf). reduction="none" keeps one value per item, and
+    # the minus sign turns a loss (lower = better) into a score (higher = cleaner).
+    return -F.cross_entropy(logits, labels, reduction="none")
+
+
+check_small_loss_scores(small_loss_score)
+
+# %% [markdown]
+# **Exercise 2 — keep the cleanest.** Write `keep_cleanest(scores, keep)`: a bool mask that keeps the
+# `round(keep · N)` items with the *highest* scores. This is the filter of small-loss selection (Co-teaching trains
+# on the cleanest fraction of each batch) and of keep-fraction data filtering: unlike a threshold, it fixes how
+# much data you keep, whatever the scale of the score. Hint: `torch.argsort(scores, descending=True)` orders the
+# items cleanest first; set the first `n_keep` of them to `True` in a mask of zeros.
+
+
+# %%
+# ✏️ Exercise 2: your code here
+def keep_cleanest(scores, keep):
+    """Keep the cleanest fraction: a bool mask (N,) that is True for the round(keep · N) highest scores.
+
+    scores: tensor (N,), higher = cleaner; keep: a fraction in [0, 1].
+    """
+    raise NotImplementedError
+
+
+# %%
+check_keep_cleanest(keep_cleanest)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def keep_cleanest(scores, keep):
+    """Keep the cleanest fraction: a bool mask (N,) that is True for the round(keep · N) highest scores."""
+    n_keep = int(round(keep * len(scores)))  # a count of items, not a score threshold
+    cleanest_first = torch.argsort(scores, descending=True)  # higher score = cleaner, so sort descending
+    mask = torch.zeros(len(scores), dtype=torch.bool)  # a mask (N,), not a list of indices
+    mask[cleanest_first[:n_keep]] = True  # exactly n_keep items, all scoring at least as high as any dropped one
+    return mask
+
+
+check_keep_cleanest(keep_cleanest)
+
+# %% [markdown]
+# **Exercise 3 — width instead of depth.** Train `FusionStack(dims, 10, width=w, depth=1)` for `w` in 16, 64,
+# 256, 1024 on the 200 labelled items, each with `tune_stack`'s search, and compare on val. Is the trend the same
+# as for depth? Count the parameters.
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: in the depth study's loop, replace `configs` by `{f"width {w}": (w, 1, False) for w in (16,
+# 64, 256, 1024)}`, print `count_parameters` for each and the val accuracies over the five seeds, and compare two
+# widths with `paired_bootstrap` over seeds. What to look for: parameters grow about linearly with the width
+# (`(64 + 40)·w + w·10` weights plus biases for one hidden layer), so a 1024-wide layer has more parameters than
+# the 8-layer stack of section 2 — yet it stays one ReLU layer from input to output. If wide models hold up where
+# deep ones fell, the number of parameters alone is not what hurt; how hard the model is to train and how easily
+# it memorises 200 items matter. This lesson did not measure widths, so it makes no claim about the outcome:
+# decide it by the interval, not by the means.
+# </details>
+#
+# **Exercise 4 — what else makes distillation work?** Re-run section 3 (a) with the light 1×64 model as the
+# teacher, (b) with `temperature=4`, (c) with `alpha=0.5`. Does the teacher's size matter?
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: in the section-3 loop, change `tune_stack(256, 2, seed)` to `tune_stack(64, 1, seed)` for (a),
+# and `temperature=1.0` / `alpha=1.0` in the `distill` call for (b) and (c); compare each distilled student with
+# "light alone" by `paired_bootstrap` over the five seeds, on val while you are choosing. What to look for: the
+# lesson measured that the wide teacher is *not* better than the light model by more than 3 points, and that
+# distilling it changed test accuracy by less than 3 points either way. A teacher that knows no more than the
+# student has little to pass on, so expect a smaller teacher to change little too; a higher `T` shows the student
+# more of the teacher's ranking of wrong classes (lesson 5), and `alpha=0.5` mixes the 200 true labels back in.
+# Any gain must clear the seed noise (an interval that excludes 0 by your margin) before you call it one.
+# </details>
+#
+# **Exercise 5 — a Transformer stack.** Project each modality to a token of width 64, add a learned [CLS] token
+# and stack 1–8 `nn.TransformerEncoderLayer(64, 4, batch_first=True, norm_first=True)`. Does depth hurt there?
+# (Expect it to cost much more CPU time.)
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: write an `nn.Module` whose forward builds a (B, 3, 64) sequence — [CLS], `Linear(64, 64)` of the
+# image, `Linear(40, 64)` of the speech — runs it through `nn.TransformerEncoder(layer, num_layers=depth)` and
+# classifies the [CLS] output with `Linear(64, 10)`; hand it to `tune_stack`'s `tune_on_val` in place of
+# `FusionStack`. Use fewer seeds or depths first to see the cost. What to look for: the same comparison as
+# section 2 (test accuracy against depth, each depth tuned on val, paired intervals to the 1-layer model). The
+# pre-norm residual blocks of section 2 are the Transformer's own building block and softened the fall without
+# reversing it; with only three tokens attention has little to mix, so do not expect the Transformer to escape
+# the small-data problem, but let the intervals decide.
+# </details>
+#
+# **Exercise 6 — keep-fraction filtering.** About 44% of the items in section 6 are dirty (printed in section 4).
+# Knowing that, you could keep the best 56% by each score with your `keep_cleanest` (or
+# `mmlab.quality.filter_by_keep_fraction`, the same rule). Compare it on val with the thresholds chosen in
+# section 6.
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: for a run `r = headline[i]`, build the training set as `run_quality` does —
+# `noise = r.noise`, `image, audio, y = data.image, noise.pair(data.audio), noise.labels` — and a mask
+# `keep = keep_cleanest(r.scores.agreement, 0.56) & keep_cleanest(r.scores.loglik, 0.56)` (each score keeps its
+# 56%; together they keep less). Train with
+# `train_classifier(data, image[keep], audio[keep], y[keep], seed=SEEDS[i], epochs=40)` and score it with
+# `split_accuracy(model, data, "val")` (both in `mmlab.lessons.pitfalls`); compare with
+# `r.val_accuracy["filtered"]` over the five seeds with `paired_bootstrap`. Also print
+# `filter_report(keep, noise.noisy)` (in `mmlab.quality`) beside `r.report`. What to look for: a keep fraction
+# needs the dirt rate, which a real pipeline rarely knows, while thresholds chosen on val need a clean val split;
+# the thresholds chosen in section 6 kept fewer than half of the items. Which works better here is a measurement
+# you make, on val.
+# </details>
+#
+# **Exercise 7 — when is a mismatched pair harmless?** Repeat the 30%-mismatch run with
+# `load_quality_data(image_noise=0.3)` (a cleaner image). Compare the dirty and clean accuracies and explain what
+# you see.
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: `data3 = load_quality_data(image_noise=0.3)` and `run_quality(data3, mismatch=0.3,
+# label_noise=0.0, seed=s, methods=("clean", "dirty"), device=device)` for a few seeds; compare
+# `accuracy["clean"] − accuracy["dirty"]` with the same difference at `image_noise=0.6`. What to look for: a
+# mismatched pair keeps its image and its label, so the image still teaches the right class; only the speech is
+# wrong. The sweep in section 7 measured that mismatched pairs alone cost much less than wrong labels (50%
+# mismatched cost more than 15 points less than 40% wrong labels). With a cleaner image the model can lean even
+# more on the image, so expect the cost of mismatched speech to shrink; the pixel noise of 0.6 was chosen so
+# that the speech carries information the image lacks.
+# </details>
+#
+# ## Check your understanding
+# 1. Why does section 5 score the items with a model trained for only 8 epochs, not with a model trained until it
+#    fits the training data?
+#
+#    <details><summary>Answer</summary>
+#
+#    Networks fit the consistent majority of a data set before they memorise its exceptions (Arpit et al. 2017).
+#    Early in training a wrong label is still unlikely under the model, so its loss is large and its score low;
+#    a model trained to fit everything memorises the wrong labels too (section 2 showed models that fit all 200
+#    training items), and then every item has a small loss and the score no longer separates clean from dirty.
+#    </details>
+#
+# 2. Why is cross-modal agreement nearly blind to wrong labels, and the small-loss score weaker on mismatched
+#    pairs?
+#
+#    <details><summary>Answer</summary>
+#
+#    Agreement compares the image's and the speech's predicted class distributions and never looks at the label:
+#    a wrong label leaves image and speech telling the same story (measured: its AUROC on wrong labels stays below
+#    0.75 on every seed). A mismatched pair keeps a label that its image supports, so the model's log p(y|x) is
+#    only moderately low; the small-loss score finds mismatched pairs worse than agreement does (by more than 3
+#    AUROC points, measured).
+#    </details>
+#
+# 3. **Derivation: how much of the data is dirty?** `inject_noise` mismatches a fraction `m = 0.3` of the pairs and
+#    gives a wrong label to a fraction `l = 0.2`, drawing the two sets independently. What share of the items is
+#    dirty in at least one way, and how many of the 1,078 items is that?
+#
+#    <details><summary>Answer</summary>
+#
+#    An item is clean only if it escapes both: `P(clean) = (1 − m)(1 − l) = 0.7 · 0.8 = 0.56`, so
+#    `P(dirty) = 1 − 0.56 = 0.44` — not `m + l = 0.5`, because some items get both kinds of dirt (expected
+#    `m · l = 6%`). With exact counts: `round(0.3 · 1078) = 323` mismatched and `round(0.2 · 1078) = 216` wrong
+#    labels, of which about `323 · 216 / 1078 ≈ 65` overlap in expectation, so about `323 + 216 − 65 = 474` dirty
+#    items (44%). Compare with the count printed in section 4: the overlap is random, so it varies a little with
+#    the seed.
+#    </details>
 #
 # ## Summary
 # * On 200 labelled pairs, with the learning rate and the epoch chosen per depth on val, **stacking layers hurt**:
@@ -737,3 +921,63 @@ widget = interact(
 #
 # Next: **Lesson 7 — a contrastive foundation model**, where the cross-modal space is learned from the pairs
 # alone, so that every pair counts.
+
+# %% [markdown]
+# ## References
+# **Methods and data used in this lesson**
+# * G. Hinton, O. Vinyals, J. Dean. *Distilling the Knowledge in a Neural Network.* NIPS 2014 Deep Learning
+#   Workshop; arXiv 2015. [arXiv:1503.02531](https://arxiv.org/abs/1503.02531)
+# * B. Han, Q. Yao, X. Yu, G. Niu, M. Xu, W. Hu, I. Tsang, M. Sugiyama. *Co-teaching: Robust Training of Deep
+#   Neural Networks with Extremely Noisy Labels.* NeurIPS 2018. [arXiv:1804.06872](https://arxiv.org/abs/1804.06872)
+#   — the small-loss criterion.
+# * D. Arpit, S. Jastrzębski, N. Ballas, D. Krueger, E. Bengio, M. S. Kanwal, T. Maharaj, A. Fischer,
+#   A. Courville, Y. Bengio, S. Lacoste-Julien. *A Closer Look at Memorization in Deep Networks.* ICML 2017.
+#   [arXiv:1706.05394](https://arxiv.org/abs/1706.05394) — clean patterns are fitted before noise.
+# * C. Schuhmann, R. Vencu, R. Beaumont, R. Kaczmarczyk, C. Mullis, A. Katta, T. Coombes, J. Jitsev,
+#   A. Komatsuzaki. *LAION-400M: Open Dataset of CLIP-Filtered 400 Million Image-Text Pairs.* NeurIPS 2021
+#   Data-Centric AI Workshop. [arXiv:2111.02114](https://arxiv.org/abs/2111.02114) — CLIP-score filtering.
+# * A. Radford, J. W. Kim, C. Hallacy, A. Ramesh, G. Goh, S. Agarwal, G. Sastry, A. Askell, P. Mishkin, J. Clark,
+#   G. Krueger, I. Sutskever. *Learning Transferable Visual Models From Natural Language Supervision.* ICML 2021.
+#   [arXiv:2103.00020](https://arxiv.org/abs/2103.00020) — CLIP, whose image–text cosine is the CLIP score.
+# * K. He, X. Zhang, S. Ren, J. Sun. *Deep Residual Learning for Image Recognition.* CVPR 2016.
+#   [arXiv:1512.03385](https://arxiv.org/abs/1512.03385)
+# * R. Xiong, Y. Yang, D. He, K. Zheng, S. Zheng, C. Xing, H. Zhang, Y. Lan, L. Wang, T.-Y. Liu. *On Layer
+#   Normalization in the Transformer Architecture.* ICML 2020. [arXiv:2002.04745](https://arxiv.org/abs/2002.04745)
+#   — the pre-norm residual block.
+# * A. Vaswani, N. Shazeer, N. Parmar, J. Uszkoreit, L. Jones, A. N. Gomez, Ł. Kaiser, I. Polosukhin. *Attention Is
+#   All You Need.* NeurIPS 2017. [arXiv:1706.03762](https://arxiv.org/abs/1706.03762) — exercise 5.
+# * I. Loshchilov, F. Hutter. *Decoupled Weight Decay Regularization.* ICLR 2019.
+#   [arXiv:1711.05101](https://arxiv.org/abs/1711.05101) — AdamW.
+# * L. Prechelt. *Early Stopping — But When?* In *Neural Networks: Tricks of the Trade*, LNCS 1524, Springer 1998;
+#   2nd ed. LNCS 7700, 2012. [doi:10.1007/978-3-642-35289-8_5](https://doi.org/10.1007/978-3-642-35289-8_5)
+# * T. Fawcett. *An Introduction to ROC Analysis.* Pattern Recognition Letters 27(8), 2006.
+#   [doi:10.1016/j.patrec.2005.10.010](https://doi.org/10.1016/j.patrec.2005.10.010) — AUROC.
+# * B. Efron, R. J. Tibshirani. *An Introduction to the Bootstrap.* Chapman & Hall, 1993 — the paired bootstrap
+#   intervals.
+# * Data: AV-Digits (this course, `mmlab.data`) pairs the 8×8 digits of E. Alpaydin, C. Kaynak, *Optical
+#   Recognition of Handwritten Digits*, UCI Machine Learning Repository, 1998
+#   ([archive.ics.uci.edu](https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits), as
+#   scikit-learn's `load_digits`) with digits spoken by [eSpeak NG](https://github.com/espeak-ng/espeak-ng), the
+#   way AV-MNIST does (V. Vielzeuf, A. Lechervy, S. Pateux, F. Jurie, *CentralNet: a Multilayer Approach for
+#   Multimodal Fusion*, ECCV Workshops 2018, [arXiv:1808.07275](https://arxiv.org/abs/1808.07275)). The speech
+#   features are MFCCs: S. Davis, P. Mermelstein, *Comparison of Parametric Representations for Monosyllabic Word
+#   Recognition in Continuously Spoken Sentences*, IEEE Trans. ASSP 28(4), 1980.
+#   [doi:10.1109/TASSP.1980.1163420](https://doi.org/10.1109/TASSP.1980.1163420)
+#
+# **Alternatives worth knowing**
+# * C. G. Northcutt, L. Jiang, I. L. Chuang. *Confident Learning: Estimating Uncertainty in Dataset Labels.* JAIR
+#   70, 2021. [arXiv:1911.00068](https://arxiv.org/abs/1911.00068) — finds wrong labels from out-of-sample
+#   predicted probabilities and per-class thresholds (the `cleanlab` library).
+# * J. Li, R. Socher, S. C. H. Hoi. *DivideMix: Learning with Noisy Labels as Semi-supervised Learning.* ICLR 2020.
+#   [arXiv:2002.07394](https://arxiv.org/abs/2002.07394) — splits the data by small loss, then keeps the dirty part
+#   as unlabelled data instead of throwing it away.
+# * L. Jiang, Z. Zhou, T. Leung, L.-J. Li, L. Fei-Fei. *MentorNet: Learning Data-Driven Curriculum for Very Deep
+#   Neural Networks on Corrupted Labels.* ICML 2018. [arXiv:1712.05055](https://arxiv.org/abs/1712.05055)
+# * M. Ren, W. Zeng, B. Yang, R. Urtasun. *Learning to Reweight Examples for Robust Deep Learning.* ICML 2018.
+#   [arXiv:1803.09050](https://arxiv.org/abs/1803.09050) — per-item weights learned from a small clean val set.
+# * S. Y. Gadre, G. Ilharco, A. Fang, et al. *DataComp: In Search of the Next Generation of Multimodal Datasets.*
+#   NeurIPS 2023 Datasets and Benchmarks. [arXiv:2304.14108](https://arxiv.org/abs/2304.14108) — compares
+#   filtering rules for image–text data at scale.
+# * P. Nakkiran, G. Kaplun, Y. Bansal, T. Yang, B. Barak, I. Sutskever. *Deep Double Descent: Where Bigger Models
+#   and More Data Hurt.* ICLR 2020. [arXiv:1912.02292](https://arxiv.org/abs/1912.02292) — when "bigger" helps
+#   and when it hurts.

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -35,7 +35,8 @@
 #   differ from CLIP's web-scale lore.
 #
 # **What you'll need:** lessons 0 and 1 (AV-Digits, InfoNCE in one sentence), cross-entropy and cosine
-# similarity. Everything runs on a laptop CPU. **Time:** ~40 minutes.
+# similarity. Everything runs on a laptop CPU. **Time:** ~55 minutes (40 for the lesson, 15 for the
+# exercises).
 
 # %%
 # Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
@@ -876,17 +877,207 @@ print(f"notebook CPU time so far: {time.process_time() - t_start:.0f} s")
 
 # %% [markdown]
 # ## Exercises
-# 1. **False negatives.** Mask out same-caption pairs from the negatives (set their logits to −∞ except the
-#    diagonal) and retrain. Does the learned temperature still drift down? Does R@1 at τ = 0.07 improve?
-# 2. **Instance-level retrieval.** Make captions unique per item (e.g. append the voice name of the paired
-#    clip) and repeat the batch-size study on image↔audio retrieval. Do larger batches help now?
-# 3. **Prompt engineering.** Find a single prompt template that beats the 5-prompt ensemble for AV-Digits, and
-#    one that fails badly. What do the failures have in common?
-# 4. **Emergent alignment.** Freeze the text projection head of the image model and train the audio model
-#    against it (share `head_b`). Can you now retrieve images with audio queries, though no image–audio pair
-#    was ever seen (ImageBind's idea, Girdhar et al. 2023)?
-# 5. **Unlock the tower.** Fine-tune MiniLM itself at a small learning rate on 100 pairs (you will have to
-#    run it inside the loop). Does it beat the frozen tower, or forget what "7" means?
+# Code exercises are checked on the spot; the solutions are in collapsed cells (click to reveal in JupyterLab; in
+# Colab, 'Show code'). Try first.
+#
+# **Exercise 1 — the symmetric CLIP loss.** Write `symmetric_clip_loss(image_emb, text_emb, logit_scale)`: normalise
+# both sets of embeddings, build the `B × B` logits `S = exp(t) · Î T̂ᵀ`, and average the cross-entropy of the rows
+# (each image picks its caption) and of the columns (each caption picks its image), with the right answer on the
+# diagonal. It is the loss that trained every model of this lesson; §2 wrote it with a float `t`, here `t` is the
+# model's parameter, a 0-d tensor, and the loss must backpropagate. The checker tries unnormalised embeddings,
+# two temperatures, and embeddings with no information (where the answer is `ln B`). Hint: `logit_scale` is a
+# *log*: the scale is `logit_scale.exp()`; the column direction is the same cross-entropy on `S.T`.
+
+
+# %%
+# ✏️ Exercise 1: your code here
+def symmetric_clip_loss(image_emb, text_emb, logit_scale):
+    """CLIP's loss: ½ [CE(S, arange(B)) + CE(Sᵀ, arange(B))] with S = exp(t) · Î T̂ᵀ.
+
+    image_emb, text_emb: (B, D), row i of each is a matching pair (not yet normalised); logit_scale: a 0-d
+    tensor t = ln(1/τ). Returns a 0-d tensor that backpropagates.
+    """
+    raise NotImplementedError
+
+
+# %%
+from mmlab.exercises import check_clip_loss, check_recall_at_k
+
+check_clip_loss(symmetric_clip_loss)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def symmetric_clip_loss(image_emb, text_emb, logit_scale):
+    """CLIP's loss: ½ [CE(S, arange(B)) + CE(Sᵀ, arange(B))] with S = exp(t) · Î T̂ᵀ."""
+    # unit-length rows, so that Î T̂ᵀ holds cosines in [-1, 1] and only directions matter
+    img, txt = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
+    # t = ln(1/τ) is a log: multiplying by exp(t) divides the cosines by τ. Everything stays a tensor operation
+    # (no .item(), no math.exp of a float), so the loss backpropagates to the embeddings and to t.
+    logits = logit_scale.exp() * img @ txt.T  # (B, B): row i = image i against every caption
+    target = torch.arange(len(logits), device=logits.device)  # the matching caption sits on the diagonal
+    image_to_text = F.cross_entropy(logits, target)  # each row: which caption is mine?
+    text_to_image = F.cross_entropy(logits.T, target)  # each column: which image is mine?
+    return (image_to_text + text_to_image) / 2  # the mean of the two directions, not their sum
+
+
+check_clip_loss(symmetric_clip_loss)
+
+# %% [markdown]
+# **Exercise 2 — Recall@K.** Write `recall_at_k(sim, k)` for a square similarity matrix whose rows are queries and
+# whose right answer is the diagonal (item `i`'s own partner): the share of queries whose right item ranks in the
+# top `K`, with `rank_i = 1 + #{j ≠ i : sim[i, j] ≥ sim[i, i]}`. Ties count *against* the query — otherwise a
+# collapsed model, which scores everything alike, would look perfect. (The lesson's `retrieval_report` is the
+# class-level version, where any item of the right digit counts; this is the instance-level one.) Hint: compare
+# every row with its diagonal entry, `sim >= sim.diagonal()[:, None]`, and leave the diagonal itself out of the
+# count.
+
+
+# %%
+# ✏️ Exercise 2: your code here
+def recall_at_k(sim, k):
+    """Recall@K: the share of queries (rows of sim) whose right item (the diagonal) ranks in the top K.
+
+    sim: (Q, Q) similarities; rank_i = 1 + number of other columns j with sim[i, j] >= sim[i, i] (ties count
+    against the query). Returns a float in [0, 1].
+    """
+    raise NotImplementedError
+
+
+# %%
+check_recall_at_k(recall_at_k)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def recall_at_k(sim, k):
+    """Recall@K: the share of queries (rows of sim) whose right item (the diagonal) ranks in the top K."""
+    right = sim.diagonal()[:, None]  # (Q, 1): each query's score for its own right item
+    others = ~torch.eye(len(sim), dtype=torch.bool, device=sim.device)  # every column but the right one
+    # a wrong item that scores as high as the right one (>=, not >) pushes it down: ties count against the query,
+    # so a model that gives every item the same score earns no credit
+    rank = 1 + ((sim >= right) & others).sum(dim=1)  # rank 1 = the right item beats every other one
+    return (rank <= k).float().mean().item()  # a share of the queries (rows), in [0, 1]
+
+
+check_recall_at_k(recall_at_k)
+
+# %% [markdown]
+# **Exercise 3 — false negatives.** Mask out same-caption pairs from the negatives (set their logits to −∞ except
+# the diagonal) and retrain. Does the learned temperature still drift down? Does R@1 at the learned temperature
+# improve?
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: write a loss with the signature of `pull_together_loss`, `(z_img, z_txt, logit_scale)`, that
+# builds the logits like your `symmetric_clip_loss`. The frozen text tower gives identical captions identical
+# embeddings, so with `zt = F.normalize(z_txt, dim=-1)`, `same = zt @ zt.T > 1 - 1e-5` marks same-caption pairs; set
+# `logits.masked_fill(same & ~torch.eye(B, dtype=torch.bool), float("-inf"))` and take both cross-entropies.
+# Train it with `train_seeds(..., loss_fn=your_loss)` on the same seeds, print `r.model.temperature` and compare
+# val R@1 with the §3 models by `paired_bootstrap`. What to look for: the lesson measured that the learned τ drifts
+# down in every seed and that a warm fixed τ retrieves better than the learned one, and it explains both by false
+# negatives. Masking same-caption pairs removes only part of them (other captions of the same digit stay
+# negatives: mask by digit to remove all, which is supervised contrastive learning), so see whether the drift
+# slows and the R@1 gap shrinks; that would support the explanation.
+# </details>
+#
+# **Exercise 4 — instance-level retrieval.** Score the §3 models with your `recall_at_k` on the test image–caption
+# similarity matrix, where only an image's *own* caption counts, and compare with the class-level R@1 printed in
+# §4. Why is the instance-level number so much lower, and what is the best any model could score?
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: `sim = embed(model.embed_a, test.image) @ embed(model.embed_b, digit_tower.ids(test.text)).T`,
+# then `recall_at_k(sim, k)` for K = 1, 5, 10, per seed. What to look for: the captions are templates filled in
+# with the digit, so many test items share the very same caption, and the frozen tower gives them identical
+# embeddings. For an image whose caption also belongs to `m` other test items, those `m` columns score the same
+# as the right one (up to rounding): the image cannot prefer its own copy, and with ties counting against it its
+# rank is `1 + m`. So the best possible R@1 is about the share of test items whose caption is unique in the test
+# split (count it with `collections.Counter(test.text)`), and R@K is capped the same way for K ≤ m. Instance-level retrieval asks a question
+# the captions cannot answer; class-level retrieval asks the one they can.
+# </details>
+#
+# **Exercise 5 — prompt engineering.** Find a single prompt template that beats the 5-prompt ensemble for
+# AV-Digits, and one that fails badly. What do the failures have in common?
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: for a template such as `"a picture of a {w}"`, build
+# `fill_templates([template], [dict(w=w, d=d) for d, w in enumerate(DIGIT_WORDS)])`, check it with
+# `seen_wordings` against `train.text` (a training caption is not a zero-shot prompt), and score it with
+# `zero_shot_weights` / `zero_shot_predict` as `digit_eval` does — on **val** while you search, and on test only
+# once for the template you chose (searching on test is choosing on test). What to look for: templates that name
+# the digit in words or numerals like the captions do should work; prompts that hide the digit (a wrong word, a
+# long irrelevant sentence that dominates MiniLM's embedding, a description of something else) should fail.
+# The lesson measured that the single prompt "the number 7" and the ensemble both work far above chance; how
+# much one template can beat the ensemble by is yours to measure, against the seed spread.
+# </details>
+#
+# **Exercise 6 — emergent alignment.** Freeze the text projection head of the image model and train the audio
+# model against it (share `head_b`). Can you now retrieve images with audio queries, though no image–audio pair was
+# ever seen (ImageBind's idea, Girdhar et al. 2023)?
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: build the audio `DualEncoder` as in §4, then `audio_model.head_b = img_model.head_b` and
+# `audio_model.head_b.requires_grad_(False)` before training, so both models map text into the same 32-d space.
+# Then embed test images with the image model and test clips with the audio model, compute
+# `z_audio @ z_image.T`, and score class-level retrieval with `retrieval_report(z_a, z_i, labels_a, labels_i)`.
+# What to look for: retrieval far above chance (0.1) would mean text bound the two modalities together; the
+# lesson did not measure it. Check also that the frozen head really stayed frozen (compare its weights before
+# and after) and compare the learned temperatures of the two models.
+# </details>
+#
+# **Exercise 7 — unlock the tower.** Fine-tune MiniLM itself at a small learning rate on 100 pairs (you will
+# have to run it inside the loop). Does it beat the frozen tower, or forget what "7" means?
+#
+# <details><summary>Answer</summary>
+#
+# How to find out: the text tower must now encode captions in every step (a `FrozenTextTower` looks them up), so
+# wrap MiniLM in a module whose forward encodes a batch of texts with gradients, use a learning rate about 100×
+# smaller for it than for the heads, and compare with the frozen tower at n = 100 as §6 does (the same steps,
+# the same seeds, paired). What to look for: the lesson measured that the frozen tower beats a from-scratch one
+# by more than 15 points on "the number 7" with few pairs, because MiniLM already knows that "7" and "seven"
+# mean the same. Re-run the cell that checks `(numerals @ words.T).argmax(1)` with the fine-tuned tower: if that
+# knowledge fades, fine-tuning on 100 pairs traded it for a fit to the captions.
+# </details>
+#
+# ## Check your understanding
+# 1. **Derivation: why is `ln B` the chance level of the CLIP loss?** Take a model whose embeddings carry no
+#    information, so that every logit in a row of `S` is the same number `c`. Compute the loss.
+#
+#    <details><summary>Answer</summary>
+#
+#    For row `i`, `CE = −log softmax(S_i)_i = −log( e^c / Σ_{j=1..B} e^c ) = −log(1/B) = ln B`, whatever `c` is.
+#    Every row gives `ln B`, so the row mean is `ln B`; the columns of `Sᵀ` are the same numbers, so the column
+#    mean is `ln B` too, and the average of the two directions is `ln B`. §2 checked it: identical embeddings
+#    give exactly `ln 8` for `B = 8`. A model can do worse than chance: random embeddings scaled by `exp(t₀) ≈
+#    14.3` are confidently wrong and scored above `ln 8` in §2.
+#    </details>
+#
+# 2. **Derivation: why can the loss not leave `ln B` far at τ = 1?** Give a lower bound on one row's
+#    cross-entropy when the logits are cosines divided by τ, and evaluate it for `B = 128`, `τ = 1`.
+#
+#    <details><summary>Answer</summary>
+#
+#    The best a row can do is a right cosine of 1 and every wrong cosine at −1, so
+#    `CE ≥ −log( e^{1/τ} / (e^{1/τ} + (B − 1) e^{−1/τ}) ) = ln(1 + (B − 1) e^{−2/τ})`. For `B = 128`, `τ = 1`:
+#    `ln(1 + 127 e^{−2}) ≈ ln 18.2 ≈ 2.90` nats, about `0.60 · ln 128` (`ln 128 ≈ 4.85`). So no model can push the
+#    loss below 60% of chance at τ = 1 — and with a dozen same-digit items per batch that *should* be close, the
+#    real loss stays higher still (§7 measured above 0.7 · ln B while R@1 stayed above 95%). A loss near chance
+#    means "nothing learned" only when the temperature allows a low loss.
+#    </details>
+#
+# 3. Why does "pull matching pairs together" collapse, and what in the CLIP loss prevents it?
+#
+#    <details><summary>Answer</summary>
+#
+#    `1 − cos(image_i, text_i)` is minimised by *any* map that sends every image and every caption to the same
+#    point: nothing in the loss asks different items to differ, and a constant map is the easiest minimiser to
+#    find (§3 measured the loss below 0.01 and a mean cosine between different images above 0.99). In the CLIP
+#    loss each row's softmax divides by the scores of the other captions: a collapsed space gives every logit the
+#    same value and the loss stays at `ln B`, so the gradient pushes the negatives away from each anchor.
+#    </details>
 #
 # ## Summary
 # * The CLIP loss is two cross-entropies over a B × B similarity matrix; its chance level is `ln B`, and a
@@ -905,3 +1096,61 @@ print(f"notebook CPU time so far: {time.process_time() - t_start:.0f} s")
 #   web, not for every data set: measure, choosing on val and reporting on test.
 #
 # Next: you have now seen the whole course — from aligning two streams to a small foundation model.
+
+# %% [markdown]
+# ## References
+# **Methods and data used in this lesson**
+# * A. Radford, J. W. Kim, C. Hallacy, A. Ramesh, G. Goh, S. Agarwal, G. Sastry, A. Askell, P. Mishkin, J. Clark,
+#   G. Krueger, I. Sutskever. *Learning Transferable Visual Models From Natural Language Supervision.* ICML 2021.
+#   [arXiv:2103.00020](https://arxiv.org/abs/2103.00020) — CLIP: the symmetric loss, the learned temperature
+#   (τ₀ = 0.07, clamped at 100), zero-shot prompts and prompt ensembling.
+# * A. van den Oord, Y. Li, O. Vinyals. *Representation Learning with Contrastive Predictive Coding.* arXiv 2018.
+#   [arXiv:1807.03748](https://arxiv.org/abs/1807.03748) — InfoNCE.
+# * Y. Zhang, H. Jiang, Y. Miura, C. D. Manning, C. P. Langlotz. *Contrastive Learning of Medical Visual
+#   Representations from Paired Images and Text.* MLHC 2022. [arXiv:2010.00747](https://arxiv.org/abs/2010.00747)
+#   — ConVIRT, the bidirectional image–text loss CLIP simplified.
+# * X. Zhai, X. Wang, B. Mustafa, A. Steiner, D. Keysers, A. Kolesnikov, L. Beyer. *LiT: Zero-Shot Transfer with
+#   Locked-image text Tuning.* CVPR 2022. [arXiv:2111.07991](https://arxiv.org/abs/2111.07991)
+# * N. Reimers, I. Gurevych. *Sentence-BERT: Sentence Embeddings using Siamese BERT-Networks.* EMNLP-IJCNLP 2019.
+#   [arXiv:1908.10084](https://arxiv.org/abs/1908.10084); the model
+#   [sentence-transformers/all-MiniLM-L6-v2](https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2), built on
+#   W. Wang, F. Wei, L. Dong, H. Bao, N. Yang, M. Zhou, *MiniLM: Deep Self-Attention Distillation for Task-Agnostic
+#   Compression of Pre-Trained Transformers*, NeurIPS 2020, [arXiv:2002.10957](https://arxiv.org/abs/2002.10957).
+# * R. Girdhar, A. El-Nouby, Z. Liu, M. Singh, K. V. Alwala, A. Joulin, I. Misra. *ImageBind: One Embedding Space
+#   To Bind Them All.* CVPR 2023. [arXiv:2305.05665](https://arxiv.org/abs/2305.05665) — exercise 6.
+# * F. Wang, H. Liu. *Understanding the Behaviour of Contrastive Loss.* CVPR 2021.
+#   [arXiv:2012.09740](https://arxiv.org/abs/2012.09740) — the temperature trades uniformity against tolerance to
+#   semantically similar samples: the false negatives of §4 and §7.
+# * I. Loshchilov, F. Hutter. *Decoupled Weight Decay Regularization.* ICLR 2019.
+#   [arXiv:1711.05101](https://arxiv.org/abs/1711.05101) — AdamW.
+# * B. Efron, R. J. Tibshirani. *An Introduction to the Bootstrap.* Chapman & Hall, 1993 — the paired bootstrap
+#   intervals.
+# * Data: AV-Digits (this course, `mmlab.data`) pairs the 8×8 digits of E. Alpaydin, C. Kaynak, *Optical
+#   Recognition of Handwritten Digits*, UCI Machine Learning Repository, 1998
+#   ([archive.ics.uci.edu](https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits), as
+#   scikit-learn's `load_digits`) with digits spoken by [eSpeak NG](https://github.com/espeak-ng/espeak-ng) and
+#   templated captions, the way AV-MNIST does (V. Vielzeuf, A. Lechervy, S. Pateux, F. Jurie, *CentralNet: a
+#   Multilayer Approach for Multimodal Fusion*, ECCV Workshops 2018,
+#   [arXiv:1808.07275](https://arxiv.org/abs/1808.07275)). easy-VQA: V. Zhou, synthetic shapes with questions,
+#   [github.com/vzhou842/easy-VQA](https://github.com/vzhou842/easy-VQA) (MIT licence).
+#
+# **Alternatives worth knowing**
+# * X. Zhai, B. Mustafa, A. Kolesnikov, L. Beyer. *Sigmoid Loss for Language Image Pre-Training.* ICCV 2023.
+#   [arXiv:2303.15343](https://arxiv.org/abs/2303.15343) — SigLIP: one binary decision per pair instead of a
+#   softmax over the batch, so no batch-wide normalisation.
+# * W. Liang, Y. Zhang, Y. Kwon, S. Yeung, J. Zou. *Mind the Gap: Understanding the Modality Gap in Multi-modal
+#   Contrastive Representation Learning.* NeurIPS 2022. [arXiv:2203.02053](https://arxiv.org/abs/2203.02053) —
+#   why image and text embeddings sit in separate cones of the shared space.
+# * C. Jia, Y. Yang, Y. Xia, Y.-T. Chen, Z. Parekh, H. Pham, Q. V. Le, Y. Sung, Z. Li, T. Duerig. *Scaling Up
+#   Visual and Vision-Language Representation Learning With Noisy Text Supervision.* ICML 2021.
+#   [arXiv:2102.05918](https://arxiv.org/abs/2102.05918) — ALIGN.
+# * M. Cherti, R. Beaumont, R. Wightman, M. Wortsman, G. Ilharco, C. Gordon, C. Schuhmann, L. Schmidt, J. Jitsev.
+#   *Reproducible Scaling Laws for Contrastive Language-Image Learning.* CVPR 2023.
+#   [arXiv:2212.07143](https://arxiv.org/abs/2212.07143) — OpenCLIP, the open reimplementation.
+# * P. Khosla, P. Teterwak, C. Wang, A. Sarna, Y. Tian, P. Isola, A. Maschinot, C. Liu, D. Krishnan. *Supervised
+#   Contrastive Learning.* NeurIPS 2020. [arXiv:2004.11362](https://arxiv.org/abs/2004.11362) — same-class items
+#   as positives, one cure for false negatives.
+# * C.-Y. Chuang, J. Robinson, L. Yen-Chen, A. Torralba, S. Jegelka. *Debiased Contrastive Learning.* NeurIPS 2020.
+#   [arXiv:2007.00224](https://arxiv.org/abs/2007.00224) — corrects for false negatives without labels.
+# * B. Elizalde, S. Deshmukh, M. Al Ismail, H. Wang. *CLAP: Learning Audio Concepts From Natural Language
+#   Supervision.* ICASSP 2023. [arXiv:2206.04769](https://arxiv.org/abs/2206.04769) — CLIP's recipe for audio–text.

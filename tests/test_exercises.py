@@ -7,8 +7,6 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
-import exercise_solutions as sol
-import exercise_starters as starter
 import numpy as np
 import pytest
 import torch
@@ -16,6 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmlab import exercises as ex
+
+# the starters and solutions the lessons ship, read from the notebooks (tests/notebook_exercises.py)
+from notebook_exercises import NOTEBOOKS, exercise_cells, namespace
+
+CELLS = exercise_cells()
+sol, starter = namespace("solution", CELLS), namespace("starter", CELLS)
 
 # ---------------------------------------------------------------------------------------------- wrong answers
 
@@ -547,6 +551,49 @@ def test_checkers_leave_the_global_random_state_alone():
     torch.manual_seed(123)
     np.random.seed(123)
     assert torch.equal(a, torch.rand(3)) and np.array_equal(b, np.random.rand(3))
+
+
+LESSON_OF = {
+    "check_std_over_seeds": "00_setup",
+    "check_soft_min": "01_alignment",
+    "check_soft_dtw": "01_alignment",
+    "check_low_rank_fusion": "02_fusion",
+    "check_tensor_fusion": "02_fusion",
+    "check_presence_mask": "03_missing_modalities",
+    "check_token_fill": "03_missing_modalities",
+    "check_ogm_coefficients": "04_imbalance",
+    "check_gradient_modulation": "04_imbalance",
+    "check_distillation_loss": "05_deployment",
+    "check_pruning": "05_deployment",
+    "check_small_loss_scores": "06_pitfalls",
+    "check_keep_cleanest": "06_pitfalls",
+    "check_clip_loss": "07_contrastive",
+    "check_recall_at_k": "07_contrastive",
+}
+
+
+@pytest.mark.parametrize("checker", list(BY_CHECKER))
+def test_the_lesson_ships_a_starter_and_a_hidden_solution_that_passes(checker):
+    name, lesson = BY_CHECKER[checker].solution, LESSON_OF[checker]
+    starters = [c for c in CELLS if c.kind == "starter" and name in c.functions]
+    solutions = [c for c in CELLS if c.kind == "solution" and name in c.functions]
+    assert [c.lesson for c in starters] == [lesson], f"{name}: one starter cell, in {lesson}"
+    assert [c.lesson for c in solutions] == [lesson], f"{name}: one solution cell, in {lesson}"
+    assert "raise NotImplementedError" in starters[0].source and "not attempted yet" not in starters[0].printed
+    solution = solutions[0]
+    assert solution.source.startswith("# @title Solution"), "Colab shows it as a collapsed form"
+    assert f"{checker}({name})" in solution.source and "✅" in solution.printed, solution.printed
+
+
+def test_solution_cells_are_collapsed_in_the_notebooks_learners_open():
+    import nbformat
+
+    for lesson in sorted({c.lesson for c in CELLS if c.kind == "solution"}):
+        nb = nbformat.read(NOTEBOOKS / f"{lesson}.ipynb", as_version=4)
+        tagged = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+        assert tagged, f"{lesson}.ipynb lost its solution tags (jupytext cell_metadata_filter)"
+        for cell in tagged:
+            assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, f"{lesson}: solution not collapsed"
 
 
 def test_the_result_displays_nothing_more_in_a_notebook():
