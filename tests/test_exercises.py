@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from mmlab import exercises as ex
 
 # the starters and solutions the lessons ship, read from the notebooks (tests/notebook_exercises.py)
 from notebook_exercises import NOTEBOOKS, exercise_cells, namespace
+from torch import nn
+
+from mmlab import exercises as ex
 
 CELLS = exercise_cells()
 sol, starter = namespace("solution", CELLS), namespace("starter", CELLS)
