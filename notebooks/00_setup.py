@@ -40,6 +40,8 @@
 # | 5 | [deployment](05_deployment.ipynb) | distillation, real pruning, quantization, export, batching, caching — measured |
 # | 6 | [pitfalls](06_pitfalls.ipynb) | bigger is not better on small data; dirty pairs and labels, found and down-weighted |
 # | 7 | [contrastive foundation model](07_contrastive.ipynb) | CLIP-style pretraining, zero-shot classification, retrieval |
+# | 8 | [scale-out](08_scale_out.ipynb) | one training across processes with `torch.distributed`; why contrastive losses must gather |
+# | 9 | [capstone](09_capstone.ipynb) | every problem at once: the naive pipeline vs the fixed one, each fix measured, deployed |
 
 # %%
 # Colab only: fetch the course, install mmlab + what Colab lacks (not torch). Elsewhere: nothing.
