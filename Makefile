@@ -4,6 +4,7 @@
 # More checks:
 #   make browser-test    every lesson in JupyterLab in headless Chromium: Run All, figures, the main widget
 #   make runtime-report  time and peak memory of every lesson -> benchmarks/RESULTS.md
+#   make site            the course as a static website in site/ (executed lessons, API, search); make site-test
 # Both take LESSONS="notebooks/00_setup.ipynb ..." to check only some lessons.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -23,7 +24,8 @@ BROWSER_STAMP := $(VENV)/.mmlab-browser-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INLINE := module://matplotlib_inline.backend_inline
 
-.PHONY: setup lab test unit notebooks lint sync clean browser-deps browser-test runtime-report
+.PHONY: setup lab test unit notebooks lint sync clean browser-deps browser-test runtime-report \
+        site site-execute site-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,12 +51,15 @@ lab: setup
 	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: setup
-	$(BIN)/ruff check mmlab tests browser_tests data benchmarks notebooks
+	$(BIN)/ruff check mmlab tests browser_tests data benchmarks notebooks site_src
 
 unit: setup
 	$(BIN)/python -m pytest -q tests
 
 # One notebook after another in a fresh kernel each (never in parallel: torch processes fight over 2 cores).
+# (site_src/executed_copies.py can also write each passed notebook with its outputs to $(EXECUTED) for `make site`:
+# add `-p site_src.executed_copies --executed-dir $(EXECUTED)`; not yet switched on here, see issue 19.)
+EXECUTED := build/executed
 notebooks: setup
 	MPLBACKEND=$(INLINE) $(BIN)/python -m pytest -q -p no:cacheprovider \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --durations=0 notebooks/*.ipynb
@@ -88,8 +93,35 @@ browser-test: browser-deps
 runtime-report: setup
 	$(BIN)/python benchmarks/course_runtime.py $(LESSONS)
 
+# The course as a static website in site/ (Sphinx + myst-nb + the book theme; see site_src/conf.py). Nothing is
+# executed twice: the lessons come from $(EXECUTED), written by `make notebooks` (nbval); only a lesson without an
+# up-to-date copy there (none, or one run from another version of the notebook) is executed, by site-execute.
+# Sphinx builds under build/ (myst-nb writes its image folder beside the output folder) and the result moves to site/.
+# Offline: MathJax comes from the sphinx-mathjax-offline package, the pages load nothing from other hosts.
+SITE_STAMP := $(VENV)/.mmlab-site-installed
+$(SITE_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[site]"
+	touch $(SITE_STAMP)
+
+site-execute: setup
+	@stale="$$($(BIN)/python -m site_src.build --executed $(EXECUTED) --list-stale)"; \
+	if [ -n "$$stale" ]; then echo "executing for the site: $$stale"; \
+	  $(BIN)/python -m site_src.execute --out $(EXECUTED) $$stale; \
+	else echo "every lesson has an up-to-date executed copy in $(EXECUTED)"; fi
+
+site: $(SITE_STAMP) site-execute
+	$(BIN)/python -m site_src.build --executed $(EXECUTED) --out build/site_src
+	rm -rf site build/site_html
+	$(BIN)/sphinx-build -q -b html -d build/site_doctrees build/site_src build/site_html/site
+	mv build/site_html/site site
+	@echo "the course website: site/index.html"
+
+# The built site in headless Chromium (the browser test's Chromium): pages, figures, search, math, solutions.
+site-test: browser-deps site
+	MMLAB_SITE_DIR=$(CURDIR)/site $(BIN)/python -m pytest -q -p no:cacheprovider --tb=short browser_tests/test_site.py
+
 sync: setup
 	$(BIN)/jupytext --sync notebooks/*.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache artifacts/browser
+	rm -rf $(VENV) .pytest_cache artifacts/browser artifacts/site site build/site_src build/site_html build/site_doctrees $(EXECUTED)
