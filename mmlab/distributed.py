@@ -189,6 +189,12 @@ def process_group(backend: str | None = None, *, timeout_s: float = DEFAULT_TIME
         cleanup()
 
 
+def barrier() -> None:
+    """Wait until every rank of the group reaches this point (a no-op outside a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def is_initialized() -> bool:
     """True inside a process group."""
     return dist.is_available() and dist.is_initialized()

@@ -40,10 +40,12 @@ from .contrastive import DualEncoder, clip_loss, embed, retrieval_report
 from .data import load_avdigits
 from .distributed import (
     GATHER_MODES,
+    DistEnv,
     DistributedEnvError,
     ShardedLoader,
     allgather_bytes,
     allreduce_bytes,
+    barrier,
     cleanup,
     distributed_clip_loss,
     init_distributed,
@@ -329,30 +331,46 @@ def train(cfg: Config) -> dict[str, Any] | None:
                 print(PROGRESS + json.dumps({**row, "epochs": cfg.epochs}), flush=True)
             if cfg.checkpoint:
                 save_checkpoint(cfg.checkpoint, model, opt, epoch=epoch + 1, extra={"rows": rows})
-        if not env.is_main:
-            return None
-        n_params = count_parameters(core, trainable_only=True)
-        emb_bytes = 2 * local * cfg.embed_dim * 4  # both towers' float32 embeddings of one rank
-        metrics = {
-            "config": asdict(cfg),
-            "world_size": env.world_size,
-            "backend": env.backend,
-            "local_batch": local,
-            "negatives_per_sample": (local if cfg.gather == "none" else cfg.global_batch) - 1,
-            "epochs": rows,
-            "val_R@1": rows[-1]["val_R@1"] if rows else float("nan"),
-            "test_R@1": recall_at_1(core, pairs["test"]),
-            "logit_scale": float(core.logit_scale.detach()),
-            "parameters": n_params,
-            "param_sum": float(sum(p.detach().double().sum() for p in core.parameters())),
-            "ddp_allreduce_bytes_per_step": allreduce_bytes(4 * n_params, env.world_size),
-            "gather_bytes_per_step": 0.0 if cfg.gather == "none" else allgather_bytes(emb_bytes, env.world_size),
-            "train_seconds": time.perf_counter() - t_run,
-        }
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        metrics = _final_metrics(cfg, env, core, pairs, rows, local, t_run) if env.is_main else None
+        # every rank leaves together: one that tears its group down while rank 0 is still evaluating can abort
+        # in gloo's teardown (seen in CI: "terminate called without an active exception", SIGABRT on rank 1)
+        barrier()
         return metrics
     finally:
         cleanup()
+
+
+def _final_metrics(
+    cfg: Config,
+    env: DistEnv,
+    core: DualEncoder,
+    pairs: Mapping[str, AVDigitsPairs],
+    rows: list[dict],
+    local: int,
+    t_run: float,
+) -> dict:
+    """Rank 0's summary of the run (also written to ``OUT/metrics.json``)."""
+    out = Path(cfg.out)
+    n_params = count_parameters(core, trainable_only=True)
+    emb_bytes = 2 * local * cfg.embed_dim * 4  # both towers' float32 embeddings of one rank
+    metrics = {
+        "config": asdict(cfg),
+        "world_size": env.world_size,
+        "backend": env.backend,
+        "local_batch": local,
+        "negatives_per_sample": (local if cfg.gather == "none" else cfg.global_batch) - 1,
+        "epochs": rows,
+        "val_R@1": rows[-1]["val_R@1"] if rows else float("nan"),
+        "test_R@1": recall_at_1(core, pairs["test"]),
+        "logit_scale": float(core.logit_scale.detach()),
+        "parameters": n_params,
+        "param_sum": float(sum(p.detach().double().sum() for p in core.parameters())),
+        "ddp_allreduce_bytes_per_step": allreduce_bytes(4 * n_params, env.world_size),
+        "gather_bytes_per_step": 0.0 if cfg.gather == "none" else allgather_bytes(emb_bytes, env.world_size),
+        "train_seconds": time.perf_counter() - t_run,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
