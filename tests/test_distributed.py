@@ -8,7 +8,6 @@ spin against each other).
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import subprocess
@@ -39,31 +38,14 @@ from mmlab.distributed import (
     missing_env,
     reduce_metrics,
 )
+from mmlab.lessons.scale_out import DIM, Towers, ce_model  # the models lesson 8's equivalence check uses
 
-WORLD, B, D = 2, 4, 8  # 2 ranks, 4 pairs per rank, 8-d embeddings
+WORLD, B, D = 2, 4, DIM  # 2 ranks, 4 pairs per rank, DIM-d embeddings (Towers)
 JOIN_TIMEOUT_S = 60
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------------------------------------- models
-def ce_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 5))
-
-
-class Towers(nn.Module):
-    """Two linear towers and a learned logit scale: the smallest CLIP model."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(1)
-        self.a, self.b = nn.Linear(6, D), nn.Linear(5, D)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-
-    def forward(self, xa, xb):
-        return self.a(xa), self.b(xb), self.logit_scale
-
-
 def data():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, WORLD * B, 6, generator=g)  # two steps of a global batch of W·B
