@@ -48,6 +48,7 @@ __all__ = [
     "check_keep_cleanest",
     "check_clip_loss",
     "check_recall_at_k",
+    "check_local_clip_loss",
 ]
 
 STATUSES = ("not attempted", "pass", "fail")
@@ -1327,3 +1328,87 @@ def check_recall_at_k(fn: Callable[[torch.Tensor, int], float]) -> ExerciseResul
         return "matches mmlab.contrastive.retrieval_metrics for K = 1, 2, 3 and on all-tied similarities."
 
     return _run("recall_at_k", body)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Lesson 8: the CLIP loss of one rank against the gathered batch
+
+
+def check_local_clip_loss(
+    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor],
+) -> ExerciseResult:
+    """Check ``fn(image_local, text_local, image_all, text_all, logit_scale, rank)``: OpenCLIP's ``local_loss``
+    (Cherti et al., "Reproducible scaling laws for contrastive language-image learning", CVPR 2023; the loss of
+    Radford et al. 2021), rank ``r``'s ``B`` rows against all ``W·B`` gathered columns,
+
+    ``L_r = ½ [CE(s·Î_r·T̂_allᵀ, r·B + arange B) + CE(s·T̂_r·Î_allᵀ, r·B + arange B)]``, ``s = exp(t)``,
+
+    whose mean over ranks is the full CLIP loss of the concatenated batch. Reference:
+    :func:`mmlab.distributed.local_clip_loss`. Catches targets not offset (or offset by ``r`` instead of
+    ``r·B``), the per-rank loss that ignores the gathered embeddings, one direction only, the sum of the two,
+    no normalisation, ``t`` instead of ``exp(t)``, text against text, and a loss that does not backpropagate.
+    """
+    from .contrastive import clip_loss
+    from .distributed import local_clip_loss
+
+    def variants(a: torch.Tensor, b: torch.Tensor, a_all: torch.Tensor, b_all: torch.Tensor, t: float, r: int):
+        an, bn = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+        an_all, bn_all = F.normalize(a_all, dim=-1), F.normalize(b_all, dim=-1)
+        s, n = math.exp(t), len(a)
+        y = torch.arange(n) + r * n
+
+        def both(li: torch.Tensor, lt: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return 0.5 * (F.cross_entropy(li, target) + F.cross_entropy(lt, target))
+
+        return [
+            (
+                both(s * an @ bn_all.T, s * bn @ an_all.T, torch.arange(n)),
+                "The targets are not offset: row i of rank r is pair r·B + i of the gathered batch.",
+            ),
+            (
+                both(s * an @ bn_all.T, s * bn @ an_all.T, torch.arange(n) + r),
+                "The offset is r, not r·B: each rank before this one holds B pairs.",
+            ),
+            (
+                clip_loss(a, b, t),
+                "That is the per-rank loss of this shard alone: use the gathered embeddings as the columns.",
+            ),
+            (F.cross_entropy(s * an @ bn_all.T, y), "Only image→text: add the text→image term and halve."),
+            (F.cross_entropy(s * bn @ an_all.T, y), "Only text→image: add the image→text term and halve."),
+            (2 * both(s * an @ bn_all.T, s * bn @ an_all.T, y), "You summed the two directions: CLIP averages them."),
+            (both(s * a @ b_all.T, s * b @ a_all.T, y), "The embeddings are not normalised: F.normalize(·, dim=-1)."),
+            (both(t * an @ bn_all.T, t * bn @ an_all.T, y), "You used t as the scale: the scale is exp(t)."),
+            (
+                both(s * an @ bn_all.T, s * bn @ bn_all.T, y),
+                "The text→image logits compare captions with captions: use this rank's captions against all images.",
+            ),
+        ]
+
+    def body() -> str:
+        gen = _gen(8)
+        hint = "logits = exp(t)·normalize(local) @ normalize(other modality, all ranks).T; targets r·B + arange(B)."
+        w, b, d = 3, 4, 5
+        za = torch.randn(w * b, d, generator=gen) * torch.linspace(0.5, 2.5, w * b)[:, None]
+        zb = torch.randn(w * b, d, generator=gen) * torch.linspace(1.5, 0.4, w * b)[:, None]
+        t = 1.2
+        losses = []
+        for r in range(w):
+            case = f"rank {r} of W = {w}, B = {b} pairs per rank, t = {t}"
+            a_loc = za[r * b : (r + 1) * b].clone().requires_grad_(True)
+            out = _call(fn, case, a_loc, zb[r * b : (r + 1) * b].clone(), za.clone(), zb.clone(), torch.tensor(t), r)
+            got = _to_float(out, case)
+            with torch.no_grad():
+                a, bb = za[r * b : (r + 1) * b], zb[r * b : (r + 1) * b]
+                ref = float(local_clip_loss(a, bb, za, zb, t, r))
+                wrong = [(float(v), m) for v, m in variants(a, bb, za, zb, t, r)]
+                _compare(got, ref, case, hint, wrong, rtol=1e-4, atol=1e-6)
+            if r == 1 and not (isinstance(out, torch.Tensor) and out.requires_grad):
+                raise _Fail(f"on {case}, the value is right but it does not backpropagate. Hint: no .item().")
+            losses.append(got)
+        full = float(clip_loss(za, zb, t))
+        return (
+            f"matches mmlab.distributed.local_clip_loss on every rank of W = {w}; the mean over ranks "
+            f"{sum(losses) / w:.4f} is the full CLIP loss of the {w * b} pairs ({full:.4f})."
+        )
+
+    return _run("local_clip_loss", body)

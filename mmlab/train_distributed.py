@@ -59,6 +59,7 @@ from .distributed import (
 from .models import MLPEncoder, TextBagEncoder, count_parameters
 from .runtime import seeded
 from .text import WordTokenizer
+from .train import fit
 
 __all__ = [
     "Config",
@@ -236,6 +237,49 @@ def _epoch_row(epoch: int, loss: float, steps: int, seconds: float, model: DualE
     }
 
 
+class _Epochs:
+    """:func:`mmlab.train.fit`'s view of the shard loaders. Each pass over it is the next epoch: it moves every
+    loader to that epoch first (``DistributedSampler`` reshuffles only through ``set_epoch``), starts the epoch's
+    clock and stops after ``max_steps`` batches. With several loaders (ranks simulated in one process) a batch
+    is the ranks' batches concatenated in rank order: rank ``r``'s pairs are rows ``r·B … (r+1)·B − 1``."""
+
+    def __init__(self, loaders: Sequence[ShardedLoader], max_steps: int | None, first_epoch: int = 0):
+        self.loaders, self.max_steps, self.epoch = list(loaders), max_steps, first_epoch
+        self.started = time.perf_counter()
+
+    def __len__(self) -> int:
+        n = len(self.loaders[0])
+        return n if self.max_steps is None else min(n, self.max_steps)
+
+    def __iter__(self):
+        for loader in self.loaders:
+            loader.set_epoch(self.epoch)
+        self.epoch += 1
+        self.started = time.perf_counter()
+        for _, parts in zip(range(len(self)), zip(*self.loaders)):
+            yield parts[0] if len(parts) == 1 else tuple(torch.cat(ts) for ts in zip(*parts))
+
+
+class _LossMeter:
+    """The mean of the per-step losses of the current epoch (what each rank logs), reset by :meth:`take`."""
+
+    def __init__(self) -> None:
+        self.total, self.steps = 0.0, 0
+
+    def add(self, loss: torch.Tensor) -> torch.Tensor:
+        self.total, self.steps = self.total + loss.item(), self.steps + 1
+        return loss
+
+    def take(self) -> tuple[float, int]:
+        mean, steps = self.total / max(self.steps, 1), self.steps
+        self.total, self.steps = 0.0, 0
+        return mean, steps
+
+
+def _clamp_temperature(model: torch.nn.Module, batch: Any) -> None:
+    unwrap(model).clamp_logit_scale_()
+
+
 def train_simulated(
     cfg: Config,
     world_size: int,
@@ -246,36 +290,44 @@ def train_simulated(
 ) -> tuple[DualEncoder, list[dict]]:
     """Train in one process exactly as ``world_size`` DDP ranks would under ``cfg.gather`` (same model, same
     shards from :class:`~mmlab.distributed.ShardedLoader`, the rank losses averaged as DDP averages gradients;
-    :func:`simulated_loss`). Returns the model and one row per epoch (``loss``, ``val_R@1``, ...)."""
+    :func:`simulated_loss`), with :func:`mmlab.train.fit`. Returns the model and one row per epoch (``loss``,
+    ``val_R@1``, ...)."""
     cfg.validate(world_size)
     if pairs is None or vocab_size is None:
         loaded, tok = load_pairs()
         pairs, vocab_size = (pairs or loaded), (vocab_size or len(tok))
     model = build_model(vocab_size, cfg.embed_dim, cfg.seed)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     tr, local = pairs["train"], cfg.global_batch // world_size
     loaders = [
         ShardedLoader(tr.images, tr.tokens, batch_size=local, rank=r, world_size=world_size, seed=cfg.seed)
         for r in range(world_size)
     ]
-    rows = []
-    for epoch in range(cfg.epochs):
-        for loader in loaders:
-            loader.set_epoch(epoch)
-        total, steps, start = 0.0, 0, time.perf_counter()
-        for batches in zip(*loaders):
-            z = [model(xa, xb) for xa, xb in batches]
-            loss = simulated_loss([a for a, _ in z], [b for _, b in z], model.logit_scale, cfg.gather)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            model.clamp_logit_scale_()
-            total, steps = total + loss.item(), steps + 1
-            if cfg.max_steps is not None and steps >= cfg.max_steps:
-                break
-        rows.append(_epoch_row(epoch, total / steps, steps, time.perf_counter() - start, model, pairs["val"]))
+    epochs, meter, rows = _Epochs(loaders, cfg.max_steps), _LossMeter(), []
+
+    def compute_loss(m: DualEncoder, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        # one forward per simulated rank, as each rank runs its own
+        z = [m(xa, xb) for xa, xb in zip(batch[0].split(local), batch[1].split(local))]
+        return meter.add(simulated_loss([a for a, _ in z], [b for _, b in z], m.logit_scale, cfg.gather))
+
+    def after_epoch(m: DualEncoder, epoch: int) -> dict:
+        seconds = time.perf_counter() - epochs.started
+        loss, steps = meter.take()
+        rows.append(_epoch_row(epoch, loss, steps, seconds, m, pairs["val"]))
         if on_epoch is not None:
             on_epoch(rows[-1])
+        return {}
+
+    fit(
+        model,
+        epochs,
+        epochs=cfg.epochs,
+        optimizer=make_optimizer(model, cfg.lr, cfg.weight_decay),
+        compute_loss=compute_loss,
+        after_step=_clamp_temperature,
+        after_epoch=after_epoch,
+        amp=False,  # float32 everywhere: the simulation must match the ranks' runs to float tolerance
+        progress=False,
+    )
     return model, rows
 
 
@@ -306,22 +358,17 @@ def train(cfg: Config) -> dict[str, Any] | None:
             state = load_checkpoint(cfg.checkpoint, model, opt, map_location=env.device)
             start_epoch, rows = int(state["epoch"]), list(state["extra"].get("rows", []))
         t_run = time.perf_counter()
-        for epoch in range(start_epoch, cfg.epochs):
-            loader.set_epoch(epoch)
-            core.train()
-            total, steps, start = 0.0, 0, time.perf_counter()
-            for xa, xb in loader:
-                za, zb = model(xa.to(env.device), xb.to(env.device))
-                loss = distributed_clip_loss(za, zb, core.logit_scale, cfg.gather)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # DDP all-reduces (averages) the gradients here
-                opt.step()
-                core.clamp_logit_scale_()
-                total, steps = total + loss.item(), steps + 1
-                if cfg.max_steps is not None and steps >= cfg.max_steps:
-                    break
-            seconds = time.perf_counter() - start
-            mine = {"loss": total / steps, "ms_per_step": 1000 * seconds / steps}
+        epochs, meter = _Epochs([loader], cfg.max_steps, first_epoch=start_epoch), _LossMeter()
+
+        def compute_loss(m: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            za, zb = m(*batch)  # DDP all-reduces (averages) the gradients in backward
+            return meter.add(distributed_clip_loss(za, zb, core.logit_scale, cfg.gather))
+
+        def after_epoch(m: torch.nn.Module, fit_epoch: int) -> dict:
+            epoch = start_epoch + fit_epoch
+            seconds = time.perf_counter() - epochs.started
+            loss, steps = meter.take()
+            mine = {"loss": loss, "ms_per_step": 1000 * seconds / steps}
             _log(log_path, {"rank": env.rank, "epoch": epoch + 1, "steps": steps, "local_batch": local, **mine})
             glob = reduce_metrics(mine, count=steps)  # every rank joins the all-reduce
             if env.is_main:
@@ -331,6 +378,22 @@ def train(cfg: Config) -> dict[str, Any] | None:
                 print(PROGRESS + json.dumps({**row, "epochs": cfg.epochs}), flush=True)
             if cfg.checkpoint:
                 save_checkpoint(cfg.checkpoint, model, opt, epoch=epoch + 1, extra={"rows": rows})
+            return {}
+
+        if start_epoch < cfg.epochs:
+            fit(
+                model,
+                epochs,
+                epochs=cfg.epochs - start_epoch,
+                optimizer=opt,
+                compute_loss=compute_loss,
+                after_step=_clamp_temperature,
+                after_epoch=after_epoch,
+                device=env.device,
+                amp=False,  # float32, as train_simulated: the equivalences hold to float tolerance on GPUs too
+                progress=env.is_main and sys.stderr.isatty(),  # a bar in a terminal; PROGRESS lines for pipes
+                desc=f"rank 0 of {env.world_size}",
+            )
         metrics = _final_metrics(cfg, env, core, pairs, rows, local, t_run) if env.is_main else None
         # every rank leaves together: one that tears its group down while rank 0 is still evaluating can abort
         # in gloo's teardown (seen in CI: "terminate called without an active exception", SIGABRT on rank 1)

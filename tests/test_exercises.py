@@ -263,6 +263,23 @@ def _clip(kind):
     return fn
 
 
+def _local_clip(kind):
+    def fn(a, b, a_all, b_all, t, r):
+        n = len(a)
+        an, bn = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+        an_all, bn_all = F.normalize(a_all, dim=-1), F.normalize(b_all, dim=-1)
+        target = torch.arange(n) + {"no_offset": 0, "rank_offset": r}.get(kind, r * n)
+        if kind == "per_rank":
+            an_all, bn_all, target = an, bn, torch.arange(n)
+        li, lt = t.exp() * an @ bn_all.T, t.exp() * bn @ (bn_all if kind == "text_text" else an_all).T
+        if kind == "one_way":
+            return F.cross_entropy(li, target)
+        loss = 0.5 * (F.cross_entropy(li, target) + F.cross_entropy(lt, target))
+        return loss.item() if kind == "item" else loss
+
+    return fn
+
+
 def _keep(kind):
     def fn(scores, keep):
         n = {"floor": math.floor, "ceil": math.ceil}.get(kind, round)(keep * len(scores))
@@ -471,6 +488,18 @@ EXERCISES = [
             "topk": (_recall_topk, "a tie must count against the query"),
         },
     ),
+    Exercise(
+        "check_local_clip_loss",
+        "my_local_clip_loss",
+        {
+            "no_offset": (_local_clip("no_offset"), "not offset"),
+            "rank_offset": (_local_clip("rank_offset"), "not r·B"),
+            "per_rank": (_local_clip("per_rank"), "per-rank loss"),
+            "one_way": (_local_clip("one_way"), "Only image→text"),
+            "text_text": (_local_clip("text_text"), "captions with captions"),
+            "item": (_local_clip("item"), "backpropagate"),
+        },
+    ),
 ]
 
 BY_CHECKER = {e.checker: e for e in EXERCISES}
@@ -569,6 +598,7 @@ LESSON_OF = {
     "check_keep_cleanest": "06_pitfalls",
     "check_clip_loss": "07_contrastive",
     "check_recall_at_k": "07_contrastive",
+    "check_local_clip_loss": "08_scale_out",
 }
 
 

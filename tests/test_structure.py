@@ -95,9 +95,6 @@ def test_one_training_loop(path):
         return
     calls = _calls(_tree(path))
     steps = [c for c in calls if c.endswith(".step") and "scheduler" not in c]
-    if path == PKG / "train_distributed.py":  # known debt, kept visible (an x in the report) until it is paid
-        assert steps, "train_distributed.py no longer steps its own optimizer: remove this exemption"
-        pytest.xfail("issue 17: the torchrun trainer still has its own DDP loop; move it onto mmlab.train.fit")
     assert not steps, f"{path.name} steps an optimizer itself ({steps}): use mmlab.train.fit with hooks"
     assert not any(c.endswith("DataLoader") for c in calls), f"{path.name} builds its own loader: use make_loader"
 

@@ -159,8 +159,8 @@ def launch(
             tail = (tail + [line])[-200:]
             if log is not None:
                 log.append(line)
-            if line.startswith(PROGRESS):
-                row = json.loads(line[len(PROGRESS) :])
+            if PROGRESS in line:  # (a progress bar on stderr may precede it on the same line)
+                row = json.loads(line.split(PROGRESS, 1)[1])
                 bar.update(row["epoch"] - bar.n)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", val_R1=f"{row['val_R@1']:.3f}")
                 if on_progress is not None:
