@@ -94,6 +94,7 @@ from mmlab.distributed import (
     missing_env,
 )
 from mmlab.lessons.scale_out import (
+    ce_model,
     launch,
     group_alive,
     scale_out_figure,
@@ -140,7 +141,10 @@ def max_diff(a, b):
 
 
 ref_loss, ref_grads = ref["clip"]
-rows = {"cross-entropy, DDP 2 × 4 vs 1 × 8": (None, max_diff(ranks["ce"], ref["ce"]))}
+rows = {
+    "cross-entropy, DDP 2 × 4 vs 1 × 8": (None, max_diff(ranks["ce"], ref["ce"])),
+    "cross-entropy, FSDP 2 × 4 vs 1 × 8": (None, max_diff(ranks["fsdp"]["grads"], ref["ce"])),
+}
 for mode in ("none", "all_gather", "local", "splice"):
     loss, grads = ranks[f"clip_{mode}"]
     rows[f"CLIP, gather={mode}"] = (loss - ref_loss, max_diff(grads, ref_grads))
@@ -153,8 +157,11 @@ for name, (dl, dg) in rows.items():
     print(f"{name:38s} {'' if dl is None else f'{dl:+.2e}':>10s} {dg:13.2e}")
 print(f"splice: max |tower gradient − ½ single-process gradient| {splice_gap:.2e}")
 print(f"splice: temperature gradient {ranks['clip_splice'][1]['logit_scale']:.5f} vs {ref_grads['logit_scale']:.5f}")
+per_rank, total = ranks["fsdp"]["values_per_rank"], sum(p.numel() for p in ce_model().parameters())
+print(f"FSDP: parameter values stored per rank {per_rank} of {total} (DDP: {total} on every rank)")
 TOL = 1e-5  # float32 rounding: the sums run in a different order on 2 ranks
-assert rows["cross-entropy, DDP 2 × 4 vs 1 × 8"][1] < TOL
+assert rows["cross-entropy, DDP 2 × 4 vs 1 × 8"][1] < TOL and rows["cross-entropy, FSDP 2 × 4 vs 1 × 8"][1] < TOL
+assert sum(per_rank) == total and max(per_rank) < 0.6 * total  # each rank stores about half
 for mode in ("all_gather", "local"):
     assert abs(rows[f"CLIP, gather={mode}"][0]) < TOL and rows[f"CLIP, gather={mode}"][1] < TOL
 assert abs(rows["CLIP, gather=none"][0]) > 0.1 and rows["CLIP, gather=none"][1] > 1e-3
@@ -166,6 +173,10 @@ assert abs(ranks["clip_splice"][1]["logit_scale"] - ref_grads["logit_scale"]) < 
 # Read the table row by row — each line is asserted above:
 # * **Cross-entropy:** DDP on 2 ranks × 4 samples gives the gradient of 1 process × 8 samples (to ~1e-7, float
 #   rounding). A mean over samples splits cleanly over ranks.
+# * **Cross-entropy, FSDP** (`wrap_fsdp`, PyTorch's `fully_shard`): the same gradient, but each rank *stores*
+#   only its shard of every parameter — about half of them here (the printout) — plus that shard's gradient and
+#   optimizer state. Before a layer runs, its parameters are all-gathered; after backward the gradients are
+#   reduce-scattered. Same update as DDP, `1/W` of the training state per rank, about 1.5× DDP's traffic.
 # * **CLIP, `none`:** each rank's loss is the CLIP loss of its 4 pairs, and DDP averages — the result is the
 #   mean of two 4-pair losses, not the 8-pair loss. Each sample is contrasted with 3 candidates, not 7; the loss
 #   and every gradient differ.
@@ -367,8 +378,8 @@ assert t1 / t2 < 1.5, "no 2× speed-up from 2 processes on this CPU"
 # changes on GPUs with NCCL: a step is tens to hundreds of milliseconds of compute, DDP overlaps the bucketed
 # all-reduce with the rest of the backward, and NVLink/InfiniBand move gradients far faster than loopback TCP
 # moves them here — so throughput scales close to linearly until communication catches up. Scale out when a
-# step's compute dwarfs its communication, not before. (FSDP, which shards parameters and optimizer state
-# across ranks, matters when the model no longer fits on one device — not the problem here.)
+# step's compute dwarfs its communication, not before. (FSDP, §2's sharded row, matters when the parameters,
+# gradients and optimizer state no longer fit on one device — not the problem of models this small.)
 #
 # ## 7. Checkpoints that do not care about the world size
 # Rank 0 writes the checkpoint — the model *unwrapped* (no DDP `module.` prefix), the optimizer, the epoch —

@@ -310,6 +310,18 @@ def test_local_clip_loss_rows_average_to_full_loss():
     assert (sum(parts) / WORLD).item() == pytest.approx(clip_loss(za, zb, 1.5).item(), abs=1e-6)
 
 
+def test_fsdp_helpers_outside_a_group_leave_the_model_whole():
+    from mmlab.distributed import full_tensors, local_parameter_count, wrap_fsdp
+
+    model = wrap_fsdp(ce_model())
+    assert isinstance(model, nn.Sequential)
+    assert local_parameter_count(model) == sum(p.numel() for p in model.parameters())
+    state = model.state_dict()
+    assert all(torch.equal(full_tensors(state)[k], v) for k, v in state.items())
+    with pytest.raises(TypeError, match="nn.Module"):
+        wrap_fsdp("not a model")
+
+
 def test_bad_input_raises():
     z = torch.randn(4, D)
     with pytest.raises(ValueError, match="gather must be one of"):

@@ -83,6 +83,12 @@ def test_equivalence_check_under_torchrun(tmp_path):
             torch.testing.assert_close(grads[k], g, atol=1e-6, rtol=1e-5)
     assert ranks["clip_none"][0] == pytest.approx(ref["clip_per_shard"], abs=1e-5)
     assert abs(ranks["clip_none"][0] - ref["clip"][0]) > 1e-2
+    # FSDP: the gradient of 1 process × 2B, gathered whole from the shards; each rank stores about half
+    for k, g in ref["ce"].items():
+        torch.testing.assert_close(ranks["fsdp"]["grads"][k], g, atol=1e-6, rtol=1e-5)
+    total = sum(g.numel() for g in ref["ce"].values())
+    per_rank = ranks["fsdp"]["values_per_rank"]
+    assert sum(per_rank) == total and all(0 < n < 0.6 * total for n in per_rank)
 
 
 def test_interrupt_leaves_no_process_behind(tmp_path):

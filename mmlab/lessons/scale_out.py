@@ -221,10 +221,22 @@ def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def equivalence_check(out: str | Path) -> None:
-    """Run on every rank under torchrun: one DDP step of :func:`ce_model` on this rank's shard, and the gradients of
-    :class:`Towers` under each gathering mode; rank 0 writes ``{"ce": grads, "clip_<mode>": (loss, grads)}`` to
-    ``OUT/ranks.pt`` (the loss averaged over ranks)."""
-    from ..distributed import cleanup, distributed_clip_loss, init_distributed, reduce_metrics, wrap_ddp
+    """Run on every rank under torchrun: one DDP step of :func:`ce_model` on this rank's shard, the gradients of
+    :class:`Towers` under each gathering mode, and the FSDP-sharded :func:`ce_model`'s step; rank 0 writes
+    ``{"ce": grads, "clip_<mode>": (loss, grads), "fsdp": {"grads", "values_per_rank"}}`` to ``OUT/ranks.pt``
+    (the loss averaged over ranks; FSDP's gradients gathered whole)."""
+    import torch.distributed as dist
+
+    from ..distributed import (
+        cleanup,
+        distributed_clip_loss,
+        full_tensors,
+        init_distributed,
+        local_parameter_count,
+        reduce_metrics,
+        wrap_ddp,
+        wrap_fsdp,
+    )
 
     env = init_distributed(timeout_s=30)
     try:
@@ -240,6 +252,13 @@ def equivalence_check(out: str | Path) -> None:
             loss = distributed_clip_loss(za, zb, t, mode)
             loss.backward()
             res[f"clip_{mode}"] = (reduce_metrics({"loss": loss.item()})["loss"], _grads(towers.module))
+        # FSDP: the same step with parameters sharded; gradients come back as shards, gathered whole to compare
+        sharded = wrap_fsdp(ce_model(), env)
+        F.cross_entropy(sharded(x[mine]), y[mine]).backward()
+        counts: list[Any] = [None] * env.world_size
+        dist.all_gather_object(counts, local_parameter_count(sharded))
+        grads = full_tensors({k: p.grad for k, p in sharded.named_parameters()})
+        res["fsdp"] = {"grads": {k: g.detach().clone() for k, g in grads.items()}, "values_per_rank": counts}
         if env.is_main:
             Path(out).mkdir(parents=True, exist_ok=True)
             torch.save(res, Path(out) / "ranks.pt")
