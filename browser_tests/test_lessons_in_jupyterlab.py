@@ -185,21 +185,67 @@ def _wait_for_new_figure(page, rel: str, before: dict, timeout: float) -> dict:
     return now
 
 
-def test_lesson_runs_in_jupyterlab(lesson: Path, lab, browser, lesson_timeout, lesson_results, artifacts):
+# Close every open document without saving (autosave is off; a dirty notebook would ask), then open `path`.
+OPEN_NEXT_JS = """
+async (path) => {
+  const app = window.jupyterapp;
+  for (const w of [...app.shell.widgets('main')]) {
+    if (w.context && w.context.model) w.context.model.dirty = false;
+    w.dispose();
+  }
+  await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
+}
+"""
+
+
+class LabPage:
+    """One JupyterLab page for the lessons, as a learner opens one lesson after another in the same tab: the
+    front end loads once (about 3 s of CPU per load on 2 cores). After a lesson fails, the next one gets a
+    fresh browser context, so that one failure cannot leak into the next lesson's result."""
+
+    def __init__(self, browser, lab):
+        self.browser, self.lab, self.context, self.page = browser, lab, None, None
+        self.errors: list[str] = []
+        self.healthy = False
+
+    def open(self, rel: str) -> None:
+        self.errors.clear()
+        if self.page is not None and self.healthy:
+            self.page.evaluate(OPEN_NEXT_JS, rel)
+        else:
+            self.close()
+            self.context = self.browser.new_context(viewport={"width": 1400, "height": 1000})
+            self.page = self.context.new_page()
+            self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+            self.page.goto(f"{self.lab.url}/lab/tree/{rel}?reset&token={self.lab.token}", wait_until="domcontentloaded")
+        self.healthy = False  # until this lesson passes
+
+    def close(self) -> None:
+        if self.context is not None:
+            self.context.close()
+        self.context = self.page = None
+
+
+@pytest.fixture(scope="module")
+def lab_page(browser, lab):
+    tab = LabPage(browser, lab)
+    yield tab
+    tab.close()
+
+
+def test_lesson_runs_in_jupyterlab(lesson: Path, lab, lab_page, lesson_timeout, lesson_results, artifacts):
     rel = lesson.relative_to(lab.root).as_posix()
     files = [lesson, lesson.with_suffix(".py")]
     digests = [_sha(f) for f in files]
     row = {"lesson": lesson.stem, "result": "failed"}
     lesson_results.append(row)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page_errors: list[str] = []
-    page.on("pageerror", lambda e: page_errors.append(str(e)))
     shot = artifacts / f"{lesson.stem}.png"
     failing_cell = None
+    page = None
     try:
         t0 = time.monotonic()
-        page.goto(f"{lab.url}/lab/tree/{rel}?reset&token={lab.token}", wait_until="domcontentloaded")
+        lab_page.open(rel)
+        page, page_errors = lab_page.page, lab_page.errors
         _wait_for_kernel(page, rel, timeout=120)
         page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # more room for the screenshot
         page.locator(".jp-Notebook .jp-Cell").first.click()  # focus the notebook, as a learner would
@@ -241,6 +287,7 @@ def test_lesson_runs_in_jupyterlab(lesson: Path, lab, browser, lesson_timeout, l
             row["solution"] = "revealed"
         solution = "; a solution revealed" if row.get("solution") else ""
         row["result"] = f"ok ({shown['figures']} figures; {row['slider']}{solution})"
+        lab_page.healthy = True
     except BaseException as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
         row["result"] = "FAILED: " + " ".join(lines)[:160]
@@ -258,7 +305,6 @@ def test_lesson_runs_in_jupyterlab(lesson: Path, lab, browser, lesson_timeout, l
         except Exception as e:  # noqa: BLE001 - never hide the test's own failure behind the screenshot's
             print(f"no screenshot of {rel}: {e}")
         lab.shutdown_kernels(rel)
-        context.close()
         changed = [f.name for f, d in zip(files, digests) if _sha(f) != d]
         if changed:
             pytest.fail(f"the browser test modified {changed}: autosave must stay off")
