@@ -57,11 +57,12 @@ unit: setup
 	$(BIN)/python -m pytest -q tests
 
 # One notebook after another in a fresh kernel each (never in parallel: torch processes fight over 2 cores).
-# (site_src/executed_copies.py can also write each passed notebook with its outputs to $(EXECUTED) for `make site`:
-# add `-p site_src.executed_copies --executed-dir $(EXECUTED)`; not yet switched on here, see issue 19.)
+# Each lesson that passes is also written with its outputs to $(EXECUTED) (site_src/executed_copies.py), so that
+# `make site` renders this run instead of executing every lesson again.
 EXECUTED := build/executed
 notebooks: setup
 	MPLBACKEND=$(INLINE) $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  -p site_src.executed_copies --executed-dir $(EXECUTED) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --durations=0 notebooks/*.ipynb
 
 test: lint unit notebooks

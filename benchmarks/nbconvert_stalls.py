@@ -2,6 +2,7 @@
 
     python benchmarks/nbconvert_stalls.py                          # every lesson, 5 runs each
     python benchmarks/nbconvert_stalls.py notebooks/07_contrastive.ipynb --runs 5 --ratio 1.5
+    python benchmarks/nbconvert_stalls.py --synthetic --variant ipywidgets_interact --variant mmlab_interact
 
 Site builders and learners execute notebooks through nbclient (``jupyter nbconvert --execute``, jupyter-cache,
 myst-nb, mkdocs-jupyter). nbclient can miss a cell's ``execute_reply``: the kernel has finished and is idle, and
@@ -21,6 +22,19 @@ that ends by drawing a figure into an Output widget stalled (about 19.6 s each) 
 Output-widget cell with 0.5 s of work after the display, 0 of 160; and nbclient with one line patched (after the
 shadow send, ``shell_channel.socket._schedule_remaining_events()``, the wake-up pyzmq's own send would have
 scheduled), 0 of 200.
+
+The fix in the course: the lessons' ``interact`` is :func:`mmlab.widgets.interact`, ipywidgets' controls with the
+function's figure set as the Output widget's *state* (``out.outputs = (...)``, a kernel-to-client ``comm_msg`` on
+iopub) instead of captured by ``with out:``. nbclient then has no capture to mimic and sends nothing on the shell
+socket while a cell runs (``tests/test_widgets.py`` counts nbclient's output hooks: 0 for mmlab's ``interact``, at
+least 1 for ipywidgets'). Measured on 2026-12-04 with ``--synthetic --runs 5`` (40 widget cells per run, each
+``busy(0.3)`` then ``interact(widget_figure, k=IntSlider(1, 1, 5))``, nbconvert, cell timeout 20 s, the 2-core
+course machine under ``flock``), in three batches: ``ipywidgets_interact`` 2 stalls in 200 cells, then 0 in 200;
+``mmlab_interact`` 0 in 200 and 0 in 200; with a lesson-sized figure (``*_big``, a ~100 kB PNG) 2 in 200 against 0
+in 200. In all, ``ipywidgets.interact`` 4 stalls in 600 cells, ``mmlab.widgets.interact`` 0 in 600: what the
+mechanism predicts, but counts this small are not proof on their own (if both had the same rate, all four
+stalls would land on one side with probability about 1/16; the rate also varies between batches). The
+structural part — no shell traffic, hence no race — is what the unit test checks.
 
 This script runs each lesson ``--runs`` times in a row, exactly as a learner would (``jupyter nbconvert --to
 notebook --execute``, in the lesson's folder, inline figures), and checks each run's wall time against the
@@ -116,8 +130,12 @@ def run_once(path: Path, limit_s: float, cell_timeout: float, out_dir: Path) -> 
 
 SYNTHETIC_SETUP = """import time
 import matplotlib.pyplot as plt
+import numpy as np
 from IPython.display import display
-from ipywidgets import Output
+from ipywidgets import IntSlider, Output, fixed
+from ipywidgets import interact as ipywidgets_interact
+from matplotlib.figure import Figure
+from mmlab.widgets import interact as mmlab_interact
 
 
 def busy(seconds):
@@ -130,23 +148,44 @@ def figure():
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1], [0, 1])
     plt.show()
+
+
+def widget_figure(k=1, big=False):
+    fig = Figure(figsize=(6, 4) if big else (3, 2))
+    ax = fig.subplots()
+    if big:  # a lesson-sized PNG (~100 kB in base64; the lessons' are 60-260 kB), not a 13 kB line plot
+        ax.imshow(np.random.default_rng(k).random((100, 150)))
+    else:
+        ax.plot(range(k + 2))
+    return fig
 """
 # one cell body per variant, repeated 40 times between cells of plain work
 SYNTHETIC = {
     "output_widget_at_end": "out = Output()\ndisplay(out)\nbusy(0.3)\nwith out:\n    figure()",
     "plain_figure_at_end": "busy(0.3)\nfigure()",
     "output_widget_then_work": "out = Output()\ndisplay(out)\nbusy(0.3)\nwith out:\n    figure()\nbusy(0.5)",
+    # a lesson's widget cell: work, then interact drawing its figure at the end of the cell
+    "ipywidgets_interact": "busy(0.3)\n_ = ipywidgets_interact(widget_figure, k=IntSlider(1, 1, 5))",
+    "mmlab_interact": "busy(0.3)\n_ = mmlab_interact(widget_figure, k=IntSlider(1, 1, 5))",
+    "ipywidgets_interact_big": "busy(0.3)\n_ = ipywidgets_interact(widget_figure, k=IntSlider(1, 1, 5), "
+    "big=fixed(True))",
+    "mmlab_interact_big": "busy(0.3)\n_ = mmlab_interact(widget_figure, k=IntSlider(1, 1, 5), big=fixed(True))",
 }
 
 
-def synthetic(runs: int, out_dir: Path) -> int:
+def synthetic(runs: int, out_dir: Path, variants: list[str] | None = None) -> int:
     """Run the synthetic variants under nbconvert (cell timeout 20 s); count client waits over 5 s per variant."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
     meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     stalls = {}
+    unknown = sorted(set(variants or []) - set(SYNTHETIC))
+    if unknown:
+        raise ValueError(f"variants: unknown {unknown}; choose from {sorted(SYNTHETIC)}")
     for name, body in SYNTHETIC.items():
+        if variants and name not in variants:
+            continue
         cells = [new_code_cell(SYNTHETIC_SETUP)]
         for _ in range(40):
             cells += [new_code_cell("s = sum(i * i for i in range(300000))"), new_code_cell(body)]
@@ -175,10 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=float, default=600, help="nbconvert's per-cell timeout (s)")
     parser.add_argument("--json", type=Path, help="also write every run's numbers here")
     parser.add_argument("--synthetic", action="store_true", help="run the synthetic variants instead (see above)")
+    parser.add_argument("--variant", action="append", choices=sorted(SYNTHETIC), help="with --synthetic: only these")
     args = parser.parse_args(argv)
     if args.synthetic:
         with tempfile.TemporaryDirectory() as tmp:
-            return synthetic(args.runs, Path(tmp))
+            return synthetic(args.runs, Path(tmp), args.variant)
 
     notebooks = [p.resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     ref = report_times()

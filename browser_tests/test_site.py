@@ -128,6 +128,21 @@ def test_index(page, site_url, shots):
 
 def test_every_lesson_has_a_page():
     assert LESSONS == NOTEBOOKS, "the site's lesson pages and notebooks/NN_*.ipynb differ: run `make site` again"
+    assert all(_has_solution(s) for s in LESSONS), "every lesson has a hidden solution for the page test to open"
+
+
+def _open_solution(page, shots, stem: str) -> None:
+    """The lesson's first solution cell: its code hidden until the toggle is clicked, then shown."""
+    cell = page.locator(".cell.tag_solution").first
+    assert cell.count(), f"{stem}: no solution cell on the page"
+    code = cell.locator(".cell_input pre").first
+    assert not code.is_visible(), f"{stem}: the solution's code is visible before a click"
+    toggle = cell.locator("details.hide.above-input > summary").first
+    toggle.scroll_into_view_if_needed()
+    toggle.click()
+    code.wait_for(state="visible", timeout=5_000)
+    assert "def " in code.inner_text() or "=" in code.inner_text()
+    cell.screenshot(path=str(shots / f"{stem}_solution_open.png"))
 
 
 @pytest.mark.parametrize("stem", LESSONS)
@@ -149,6 +164,9 @@ def test_lesson_page(page, site_url, shots, stem):
     assert page.request.get(f"{site_url}/lessons/{download}").ok, f"download link {download} is broken"
     if "interact(" in (ROOT / "notebooks" / f"{stem}.py").read_text():
         assert page.locator(".mmlab-widget-note").count() >= 1, f"{stem}: no note on how to run the widget live"
+    if _has_solution(stem):  # on the same page load: a hidden solution opens on click
+        _open_solution(page, shots, stem)
+        assert not page.problems, page.problems
 
 
 def test_search_finds_lesson_2(page, site_url, shots):
@@ -177,22 +195,6 @@ def _has_solution(stem: str) -> bool:
 
     cells = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
     return any("solution" in c.get("metadata", {}).get("tags", []) for c in cells)
-
-
-@pytest.mark.parametrize("stem", [s for s in LESSONS if _has_solution(s)])
-def test_solution_hidden_until_clicked(page, site_url, shots, stem):
-    _open(page, f"{site_url}/lessons/{stem}.html")
-    cell = page.locator(".cell.tag_solution").first
-    assert cell.count(), f"{stem}: no solution cell on the page"
-    code = cell.locator(".cell_input pre").first
-    assert not code.is_visible(), f"{stem}: the solution's code is visible before a click"
-    toggle = cell.locator("details.hide.above-input > summary").first
-    toggle.scroll_into_view_if_needed()
-    toggle.click()
-    code.wait_for(state="visible", timeout=5_000)
-    assert "def " in code.inner_text() or "=" in code.inner_text()
-    cell.screenshot(path=str(shots / f"{stem}_solution_open.png"))
-    assert not page.problems, page.problems
 
 
 def test_prose_answer_opens(page, site_url):

@@ -16,7 +16,8 @@ Methods (one concept per module):
   ``predict``, ``evaluate``, ``History``
 - ``align`` (lesson 1), ``fusion`` (2), ``missing`` (3), ``balance`` (4), ``deploy`` (5: ``distillation``,
   ``compression``, ``export``, ``serving``, ``timing``), ``quality`` (6), ``contrastive`` (7)
-- ``viz`` generic plots; ``colab`` the Colab set-up cell
+- ``viz`` generic plots; ``colab`` the Colab set-up cell; ``widgets`` the lessons' ``interact`` (figures as
+  Output-widget state, so notebook executors do not stall)
 
 Lessons: ``mmlab.lessons.<lesson>`` (``tour``, ``alignment``, ``fusion``, ``missing``, ``imbalance``,
 ``deployment``, ``pitfalls``, ``contrastive``) hold each notebook's experiment drivers, cached runs, data

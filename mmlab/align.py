@@ -415,7 +415,7 @@ def info_nce(z: torch.Tensor, candidates: torch.Tensor, target: torch.Tensor, te
 
 class FrameEncoder(nn.Module):
     """Per-frame embeddings of a sequence: ``LayerNorm → Conv1d(k = 2·context + 1) → ReLU → Conv1d(1) →
-    ReLU → Conv1d(1)``, L2-normalised. Input (B, T, *frame_shape) with ``in_dim`` features per frame; ``mask``
+    ReLU → Conv1d(1)``, L2-normalised. Input ``(B, T, *frame_shape)`` with ``in_dim`` features per frame; ``mask``
     (B, T) True at real frames (padded frames are zeroed before the convolution, so they never leak into real
     ones, and their outputs are zero). Output (B, T, dim). ``context = 0`` embeds each frame on its own."""
 

@@ -68,7 +68,8 @@ import platform
 import matplotlib
 import numpy as np
 import torch
-from ipywidgets import FloatSlider, IntSlider, interact
+from ipywidgets import FloatSlider, IntSlider
+from mmlab.widgets import interact
 
 import mmlab
 from mmlab import get_device, seed_everything

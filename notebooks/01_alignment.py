@@ -76,7 +76,8 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed, interact
+from ipywidgets import Dropdown, FloatSlider, IntSlider, fixed
+from mmlab.widgets import interact
 from torch import nn
 
 from mmlab import get_device, seed_everything
@@ -767,7 +768,7 @@ assert all(ok for ok, _ in claims.values())
 # %%
 # NBVAL_IGNORE_OUTPUT
 style = {"description_width": "initial"}  # room for each control's full label
-interact(
+_ = interact(
     alignment_figure,
     space=fixed(space0),
     aligner=fixed(aligner0),

@@ -58,7 +58,8 @@ if "google.colab" in sys.modules:
 # %matplotlib inline
 import numpy as np
 import torch
-from ipywidgets import IntSlider, fixed, interact
+from ipywidgets import IntSlider, fixed
+from mmlab.widgets import interact
 from torch import nn
 from tqdm.auto import tqdm
 

@@ -64,7 +64,8 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ipywidgets import Dropdown, FloatSlider, fixed, interact
+from ipywidgets import Dropdown, FloatSlider, fixed
+from mmlab.widgets import interact
 from tqdm.auto import tqdm
 
 from mmlab import get_device

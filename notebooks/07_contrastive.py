@@ -79,7 +79,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ipywidgets import FloatSlider, IntSlider, Layout, Text, fixed, interact
+from ipywidgets import FloatSlider, IntSlider, Layout, Text, fixed
+from mmlab.widgets import interact
 
 from mmlab import get_device
 from mmlab.data import DIGIT_WORDS, load_avdigits

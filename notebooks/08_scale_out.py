@@ -83,7 +83,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from ipywidgets import Checkbox, Layout, SelectionSlider, fixed, interact
+from ipywidgets import Checkbox, Layout, SelectionSlider, fixed
+from mmlab.widgets import interact
 
 from mmlab.distributed import (
     ENV_VARS,

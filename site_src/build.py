@@ -287,7 +287,7 @@ def index_page(readme: str, stems: list[str]) -> str:
 # the README's data-flow order: data -> models -> methods -> train -> evaluate -> deploy -> viz -> lessons
 API_ORDER = [
     "runtime", "checks", "data", "audio", "text", "models", "train", "stats", "viz", "align", "fusion", "missing",
-    "balance", "deploy", "quality", "contrastive", "distributed", "train_distributed", "exercises", "colab",
+    "balance", "deploy", "quality", "contrastive", "distributed", "train_distributed", "exercises", "colab", "widgets",
 ]
 
 

@@ -61,7 +61,9 @@ def test_method_modules_never_import_lessons(path):
 @pytest.mark.parametrize("path", METHOD_FILES, ids=_ids(METHOD_FILES))
 def test_no_widget_figures_or_experiment_drivers_outside_lessons(path):
     defs = [n.name for n in ast.walk(_tree(path)) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
-    bad = [d for d in defs if re.search(r"(widget|_experiment$|^run_|_sweep$)", d)]
+    # mmlab/widgets.py is the widget machinery itself (the lessons' interact), not a lesson's widget figure
+    pattern = r"(_experiment$|^run_|_sweep$)" if path == PKG / "widgets.py" else r"(widget|_experiment$|^run_|_sweep$)"
+    bad = [d for d in defs if re.search(pattern, d)]
     assert not bad, f"{path.name} defines {bad}: lesson experiments and widget figures go to mmlab/lessons/"
     assert "lru_cache" not in path.read_text() or path.name in ("data.py", "text.py", "audio.py"), (
         f"{path.name} caches runs: cached experiments belong to mmlab/lessons/"
