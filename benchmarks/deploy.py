@@ -41,10 +41,10 @@ from mmlab.deploy import (  # noqa: E402
     prune_with_masks,
     quantize_int8,
 )
-from mmlab.lessons.deployment import MultimodalMLP, bag_of_words, choose_distillation, student_runs  # noqa: E402
+from mmlab.lessons.deployment import MultimodalMLP, choose_distillation, student_runs  # noqa: E402
 from mmlab.runtime import seeded  # noqa: E402
 from mmlab.stats import format_spread, paired_bootstrap  # noqa: E402
-from mmlab.text import WordTokenizer  # noqa: E402
+from mmlab.text import WordTokenizer, bag_of_words  # noqa: E402
 from mmlab.train import evaluate, fit, make_loader  # noqa: E402
 
 BATCH_SIZES = (1, 16, 64, 256, 1024)

@@ -49,6 +49,7 @@ __all__ = [
     "check_clip_loss",
     "check_recall_at_k",
     "check_local_clip_loss",
+    "check_condition_accuracy",
 ]
 
 STATUSES = ("not attempted", "pass", "fail")
@@ -1412,3 +1413,90 @@ def check_local_clip_loss(
         )
 
     return _run("local_clip_loss", body)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Lesson 9: the exact expected accuracy under per-modality missing rates
+
+
+def check_condition_accuracy(fn: Callable[[dict, Sequence[float]], float]) -> ExerciseResult:
+    """Check ``fn(pattern_acc, rates) -> float``: the exact expected accuracy of a model whose accuracy on each
+    presence pattern ``s`` is ``pattern_acc[s]`` (``s`` a tuple of bools, True = present) when modality ``m``
+    goes missing independently with probability ``rates[m]`` and a sample that lost every modality gets one
+    back, modality ``m`` with probability ``(1 − r_m) / Σ_k (1 − r_k)`` (ModDrop-style masks, Neverova et al.
+    2016, as :func:`mmlab.missing.sample_presence` draws them):
+
+    ``E[acc] = Σ_s P(s)·acc(s)``, ``P(s) = Π_m [s_m (1 − r_m) + (1 − s_m) r_m]``, plus, for a pattern with the
+    single modality ``m`` present, ``Π_k r_k · (1 − r_m) / Σ_k (1 − r_k)``. Reference:
+    :func:`mmlab.missing.expected_accuracy`. Catches forgetting the samples that lost everything, renormalising
+    them away instead of giving one modality back, giving it back uniformly, reading the rates as presence
+    probabilities, the plain mean over patterns, the complete pattern only, and a percentage.
+    """
+    import itertools
+
+    from .missing import expected_accuracy
+
+    def prob(pattern: tuple[bool, ...], rates: Sequence[float]) -> float:
+        return math.prod((1 - r) if s else r for s, r in zip(pattern, rates))
+
+    def variants(acc: dict, rates: Sequence[float]) -> Variants:
+        empty = math.prod(rates)
+        plain = sum(prob(s, rates) * a for s, a in acc.items())
+        singles = {s: a for s, a in acc.items() if sum(s) == 1}
+        uniform = plain + sum(empty / len(rates) * a for a in singles.values())
+        inv = [1 - r for r in rates]
+        inverted = sum(prob(s, inv) * a for s, a in acc.items()) + sum(
+            math.prod(inv) * rates[s.index(True)] / max(sum(rates), 1e-12) * a for s, a in singles.items()
+        )
+        full = tuple(True for _ in rates)
+        out = [
+            (
+                plain,
+                "Your probabilities sum to 1 − Π_m r_m: the samples that lost every modality are missing. Each gets "
+                "one modality back, m with probability (1 − r_m) / Σ_k (1 − r_k).",
+            ),
+            (
+                plain / (1 - empty) if empty < 1 else plain,
+                "You renormalised over the patterns with something present: the masks give an emptied sample one "
+                "modality back, in proportion to (1 − r_m), not in proportion to each pattern's probability.",
+            ),
+            (
+                uniform,
+                "You gave the emptied samples back a modality uniformly (1/M): it is m with (1 − r_m) / Σ(1 − r_k).",
+            ),
+            (inverted, "The rates are *missing* rates: modality m is present with probability 1 − r_m."),
+            (
+                float(np.mean(list(acc.values()))),
+                "That is the plain mean over patterns: weight each by its probability.",
+            ),
+            (acc[full], "That is the accuracy with every modality present: the rates must weigh the other patterns."),
+            (100 * expected_accuracy(acc, rates), "That is a percentage: return a fraction in [0, 1]."),
+        ]
+        return out
+
+    def table(m: int, seed: int) -> dict:
+        gen = _gen(seed)
+        vals = torch.rand(2**m, generator=gen, dtype=torch.float64).tolist()
+        pats = [p for p in itertools.product((True, False), repeat=m) if any(p)]
+        return {p: round(0.3 + 0.65 * v, 3) for p, v in zip(pats, vals)}
+
+    def body() -> str:
+        acc3, acc2 = table(3, 21), table(2, 22)
+        cases = [
+            ("3 modalities, rates (0.1, 0.3, 0.3)", acc3, [0.1, 0.3, 0.3]),
+            ("3 modalities, rates (0.5, 0.8, 0.4)", acc3, [0.5, 0.8, 0.4]),
+            ("2 modalities, rates (0.9, 0.6)", acc2, [0.9, 0.6]),
+            ("3 modalities, nothing missing (rates 0)", acc3, [0.0, 0.0, 0.0]),
+        ]
+        hint = (
+            "for each pattern s: p = Π_m (1 − r_m if s_m else r_m); if s has one modality m present, add "
+            "Π_k r_k · (1 − r_m) / Σ_k (1 − r_k); return Σ_s p · acc[s]."
+        )
+        for case, acc, rates in cases:
+            got = _to_float(_call(fn, case, dict(acc), list(rates)), case)
+            ref = expected_accuracy(acc, rates)
+            wrong = [(v, msg) for v, msg in variants(acc, rates) if abs(v - ref) > 1e-9]
+            _compare(got, ref, case, hint, wrong, rtol=1e-6, atol=1e-9)
+        return "matches mmlab.missing.expected_accuracy for 2 and 3 modalities, with and without emptied samples."
+
+    return _run("condition_accuracy", body)

@@ -45,6 +45,7 @@ __all__ = [
     "auroc",
     "precision_recall_curve",
     "filter_by_threshold",
+    "FILTER_GRID",
     "filter_by_keep_fraction",
     "filter_report",
     "soft_weights",
@@ -218,6 +219,13 @@ def filter_by_threshold(scores: torch.Tensor, threshold: float) -> torch.Tensor:
     if math.isnan(threshold):
         raise ValueError("threshold must be a number (or ±inf), got nan")
     return scores >= threshold
+
+
+FILTER_GRID = ((0.5, math.log(0.1)), (0.7, math.log(0.25)), (0.85, math.log(0.5)), (0.95, math.log(0.75)))
+"""Candidate ``(τ_a, τ_ℓ)`` thresholds for a two-detector filter, from loose to strict: keep an item when its
+cross-modal agreement ``a_i ≥ τ_a`` and its ``log p(y_i | x_i) ≥ τ_ℓ`` (:func:`filter_by_threshold` on each of
+:class:`QualityScores`' two scores; ``τ_ℓ = ln 0.1 … ln 0.75``). Choose among them on clean validation data,
+never on test."""
 
 
 def filter_by_keep_fraction(scores: torch.Tensor, keep: float) -> torch.Tensor:

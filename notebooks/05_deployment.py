@@ -73,14 +73,15 @@ import os
 
 import numpy as np
 import torch
-from ipywidgets import SelectionSlider, interact
+from ipywidgets import SelectionSlider
+from mmlab.widgets import interact
 
 from mmlab import get_device, seed_everything
 from mmlab.data import load_avdigits, standardize
 from mmlab.deploy import compare_latency, model_size_bytes, paired_speedup
-from mmlab.lessons.deployment import MultimodalMLP, bag_of_words
+from mmlab.lessons.deployment import MultimodalMLP
 from mmlab.stats import format_spread, paired_bootstrap, sign_count
-from mmlab.text import WordTokenizer
+from mmlab.text import WordTokenizer, bag_of_words
 from mmlab.train import evaluate, fit, make_loader
 from mmlab.viz import bar_chart, plot_curves
 

@@ -56,7 +56,8 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ipywidgets import Dropdown, FloatSlider, Layout, fixed, interact
+from ipywidgets import Dropdown, FloatSlider, Layout, fixed
+from mmlab.widgets import interact
 from tqdm.auto import tqdm
 
 from mmlab import get_device
@@ -416,8 +417,8 @@ show_images(
 # advance, not tuned.)
 
 # %%
-from mmlab.lessons.pitfalls import FILTER_GRID, run_quality
-from mmlab.quality import auroc
+from mmlab.lessons.pitfalls import run_quality
+from mmlab.quality import FILTER_GRID, auroc
 
 headline = [
     run_quality(

@@ -52,6 +52,7 @@ if "google.colab" in sys.modules:
 # lesson's clock starts here: it prints how long the training took, so that you can see what two minutes buy.
 
 # %%
+import math
 import time
 
 T0 = time.perf_counter()  # the lesson's clock
@@ -64,7 +65,8 @@ device = get_device()
 # These models are tiny: one CPU thread trains them faster than two, and a second thread that spin-waits on a
 # busy machine can slow every step down many times over (DESIGN §5). On a GPU this changes nothing.
 torch.set_num_threads(1)
-from ipywidgets import FloatSlider, Layout, fixed, interact
+from ipywidgets import FloatSlider, Layout, fixed
+from mmlab.widgets import interact
 from tqdm.auto import tqdm
 
 from mmlab.lessons.capstone import (
@@ -73,11 +75,14 @@ from mmlab.lessons.capstone import (
     FIX_LABELS,
     FIXES,
     TASK_KNOBS,
+    TEST_NOISE,
     capstone_widget_figure,
+    condition_accuracy,
     contribution_figure,
     cumulative_configs,
     leave_one_out_configs,
     load_capstone_task,
+    noisy_pattern_accuracy,
     per_seed,
     pipeline_runs,
     train_pipeline,
@@ -166,7 +171,7 @@ for cond in CONDITIONS:
 # the full system on two seeds; OGM's $\alpha$ is fixed at 0.5 in advance, not tuned.
 
 # %%
-from mmlab.lessons.pitfalls import FILTER_GRID
+from mmlab.quality import FILTER_GRID
 
 val_by_threshold = {}
 for threshold in tqdm(FILTER_GRID, desc="filter thresholds (val)"):
@@ -224,6 +229,13 @@ for cond in CONDITIONS:
             f"  {FIX_LABELS[f]:18s} added {gain[cond, 'added'][f].format(100)[:24]:26s}"
             f" removed {gain[cond, 'removed'][f].format(100)[:24]}"
         )
+# For section 4b and the widget: every run of the naive, full and leave-one-out pipelines scored on the test split
+# with extra noise at a small grid of levels (evaluation only: nothing is retrained).
+test_x, test_y = task.split("test")
+noise_grids = {
+    config: [noisy_pattern_accuracy(r.model, test_x, test_y) for r in runs[config]]
+    for config in [NAIVE, FULL, *leave_one_out.values()]
+}
 print(f"training so far: {time.perf_counter() - T0:.0f} s")
 
 # %%
@@ -276,55 +288,173 @@ assert kept < 0.7
 #   unhelpful everywhere.
 # * **The quality filter interacts with the rest.** Added first, to the naive pipeline, it gains nothing (its
 #   interval's upper bound is below +1 point); removed from the full system, it costs accuracy. The filter
-#   throws away a large share of the training items (printed below); one reading is that a pipeline that
+#   throws away a large share of the training items (printed above); one reading is that a pipeline that
 #   mis-reads its inputs (unmasked padding, un-normalised fusion) gains less from cleaner labels than it loses
 #   from fewer items. That is why the order
 #   of a cumulative ablation is a choice to state, and why leave-one-out is the view that says what the final
 #   system needs.
+#
+# ### 4b. Noise nobody trained for
+# Real inputs get worse after deployment: a dirtier camera, a noisier room. Every model of the naive, full and
+# leave-one-out pipelines was also scored on the test split with extra Gaussian noise — on the image pixels (σ in
+# pixel units, on top of the task's own 0.5) and on the standardised log-mel frames of the speech (σ in training
+# stds; padding stays padding) — at the levels printed below. Nothing was retrained: each grid point is one more
+# evaluation, with the same noise draws for every model, so naive and fixed meet identical inputs.
+
+# %%
+print(f"extra noise levels: image σ ∈ {TEST_NOISE['image']}, audio σ ∈ {TEST_NOISE['audio']}")
+worst = None
+for level in noise_grids[FULL][0]:
+    line = []
+    for cond in CONDITIONS:
+        fixed_acc = np.array([condition_accuracy(g[level], cond) for g in noise_grids[FULL]])
+        naive_acc = np.array([condition_accuracy(g[level], cond) for g in noise_grids[NAIVE]])
+        iv = paired_bootstrap(fixed_acc, naive_acc)
+        worst = iv if worst is None or iv.low < worst.low else worst
+        line.append(f"{cond} {100 * naive_acc.mean():4.1f}% → {100 * fixed_acc.mean():4.1f}%")
+    print(f"image σ {level[0]:.1f}, audio σ {level[1]:.1f}: " + " · ".join(line))
+print(f"smallest lead of fixed over naive on the grid (naive → fixed above): {worst.format(100, ' points')}")
+assert worst.low > MARGIN, "the fixed pipeline beats the naive one by > 5 points at every noise level and condition"
+clean, noisiest = (0.0, 0.0), (TEST_NOISE["image"][-1], TEST_NOISE["audio"][-1])
+for name, config in (("naive", NAIVE), ("fixed", FULL)):
+    cost = paired_bootstrap(
+        np.array([condition_accuracy(g[noisiest], "missing") for g in noise_grids[config]]),
+        np.array([condition_accuracy(g[clean], "missing") for g in noise_grids[config]]),
+    )
+    print(f"{name}: noisiest − clean (condition 'missing') {cost.format(100, ' points')}")
+    assert cost.high < -MARGIN, "noise costs both pipelines more than 5 points"
+
+# %% [markdown]
+# At every measured noise level and under every condition the fixed pipeline's lead over the naive one keeps a
+# lower bound above 5 points. The fixes were not built for noise, and they do not remove its cost: at the
+# noisiest grid point both pipelines lose more than 5 points under `missing` (both asserted). The widget of
+# section 7 interpolates between these levels.
+#
 # ## 5. Deploying the winner
-# The winner is the full system. Its linear layers get **dynamic int8 quantization** (`mmlab.deploy.quantize_int8`,
-# lesson 5: weights stored as int8 with a scale; the speech CNN's convolutions stay float32), and it is **served**
-# through the course's batching code (`mmlab.deploy.batched_inference`: `eval()`, `inference_mode()`, batches of
-# 256). Timing follows lesson 5's protocol (`mmlab.deploy.compare_latency`: warm-up, interleaved rounds, medians
-# and tail percentiles): p50 and p95 of single requests at batch 1, and throughput when serving the whole test
-# split. Accuracy is per seed (five models each) with its spread; the int8 model's accuracy is compared with its
-# own float model on the same seeds.
+# The winner is the full system, and deploying it means three changes, all from `mmlab.deploy` (lesson 5):
+# 1. **Structured pruning** (`prune_structured`): the inner width of each encoder — the image MLP's 48 units, the
+#    speech CNN's 24 channels between its convolutions, the caption MLP's 24 units — loses its least important
+#    units (L1 norm of their weights, Li et al. 2017), and smaller layers are rebuilt: fewer parameters, really.
+#    The ratio is a choice, made **on val** from three candidates with the first two seeds (the largest ratio
+#    whose val accuracy under `missing` stays within 1 point of the unpruned model's).
+# 2. **Distillation** (`distill`): each pruned student is trained for four epochs against its unpruned teacher,
+#    $(1-\lambda)\,\mathrm{CE} + \lambda T^2\,\mathrm{KL}(\mathrm{softmax}(z_t/T)\,\|\,\mathrm{softmax}(z_s/T))$ with
+#    $T = 4$, $\lambda = 0.5$ (Hinton et al. 2015), ModDrop on in the student while the teacher sees everything;
+#    the epoch is chosen on val.
+# 3. **Dynamic int8 quantization** (`quantize_int8`) of the student's linear layers (weights stored as int8
+#    with a scale; the convolutions stay float32).
+#
+# Then it is **served** through the course's batching code (`batched_inference`: `eval()`, `inference_mode()`,
+# batches of 64) with the caption encoder behind an **LRU cache keyed by content** (`CachedEncoder`): captions
+# come from templates, so many requests carry the same bag of words.
 
 # %%
 from mmlab.deploy import quantize_int8
-from mmlab.lessons.capstone import condition_accuracy, pattern_accuracy, serving_timings
+from mmlab.lessons.capstone import CachedTextPipeline, compress_pipeline, pattern_accuracy, serve, serving_timings
 
-int8_models = [quantize_int8(r.model) for r in full_runs]
-int8_patterns = [pattern_accuracy(q, *task.split("test")) for q in int8_models]
-int8_acc = np.array([condition_accuracy(p, "missing") for p in int8_patterns])
-int8_cost = paired_bootstrap(int8_acc, per_seed(full_runs, "missing"))
-print(f"int8 − float32 (condition 'missing'): {int8_cost.format(100, ' points')}")
-assert -0.02 < int8_cost.low and int8_cost.high < 0.02, "int8 is within ±2 points of float32"
-
-CLOCK = "cpu" if torch.get_num_threads() == 1 else "wall"
-served = serving_timings(
-    {"naive": naive_runs[0].model, "fixed": full_runs[0].model, "fixed, int8": int8_models[0]},
-    task.split("test")[0],
-    batch_size=256,
-    repeats=60,
-    clock=CLOCK,
-)
-accs = {"naive": per_seed(naive_runs, "missing"), "fixed": per_seed(full_runs, "missing"), "fixed, int8": int8_acc}
-print(f"test split, condition 'missing', {len(SEEDS)} seeds · timing: seed-0 model, CPU, clock={CLOCK!r}")
-print(f"{'model':12s} {'accuracy (mean ± std, %)':34s} {'size':>8s} {'p50 @1':>8s} {'p95 @1':>8s} {'items/s @256':>13s}")
-for name, row in served.items():
-    print(
-        f"{name:12s} {format_spread(accs[name], 100):34s} {row['size_kb']:6.0f}KB {row['p50_ms']:6.2f}ms "
-        f"{row['p95_ms']:6.2f}ms {row['items_per_s']:13.0f}"
-    )
-assert served["fixed, int8"]["size_kb"] < served["fixed"]["size_kb"], "int8 weights make a smaller checkpoint"
+RATIOS, BUDGET = (0.25, 0.5, 0.75), 0.01  # candidates, and the val accuracy (fraction) pruning may cost
+val_full = per_seed(full_runs[:2], "missing", split="val")
+students, val_drop = {}, {}
+for ratio in tqdm(RATIOS, desc="prune ratios (val)"):
+    students[ratio] = [compress_pipeline(task, r, ratio) for r in full_runs[:2]]
+    val_drop[ratio] = val_full.mean() - per_seed(students[ratio], "missing", split="val").mean()
+    print(f"prune {ratio:.0%} + distill: val accuracy {100 * val_drop[ratio]:.1f} points below the unpruned model")
+RATIO = max([r for r in RATIOS if val_drop[r] <= BUDGET], default=RATIOS[0])
+student_runs = students[RATIO] + [compress_pipeline(task, r, RATIO) for r in full_runs[2:]]
+int8_models = [quantize_int8(r.model) for r in student_runs]
+int8_patterns = [pattern_accuracy(q, test_x, test_y) for q in int8_models]
+print(f"chosen on val: prune {RATIO:.0%}; kept epochs of distillation {[r.best_epoch for r in student_runs]}")
 
 # %% [markdown]
-# The int8 model's accuracy is within ±2 points of its float model on the same seeds (asserted), and its
-# checkpoint is smaller. On these tiny models int8 is not faster: the latency and throughput columns are
-# measured, on this machine, and the table is what to report — lesson 5's rule is to measure speed, not
-# promise it. The naive and the fixed models cost about the same to serve; the fixes are paid for in training
-# (a warm-up scorer, ModDrop), not at inference.
+# **The table.** Five rows: the naive pipeline, the fixed one in float32, its pruned and distilled student, the
+# student in int8, and the int8 student served with the caption cache. Accuracy per condition is per seed (five
+# models each), with the paired interval of the difference to the fixed float32 model on the same seeds. Timing
+# follows lesson 5's protocol (`compare_latency`: warm-up, interleaved rounds, one torch thread on the process's
+# CPU-time clock): p50 and p95 of single requests (batch 1, cycling through the test items) and throughput when
+# serving the whole test split in batches of 64 — seed-0 models, every model in the same rounds.
+
+# %%
+acc = {
+    "naive": {c: per_seed(naive_runs, c) for c in CONDITIONS},
+    "fixed fp32": {c: per_seed(full_runs, c) for c in CONDITIONS},
+    f"pruned {RATIO:.0%} + KD": {c: per_seed(student_runs, c) for c in CONDITIONS},
+    "+ int8": {c: np.array([condition_accuracy(p, c) for p in int8_patterns]) for c in CONDITIONS},
+}
+acc["+ int8, text cache"] = acc["+ int8"]  # the same model: the cache changes where embeddings come from
+served = CachedTextPipeline(int8_models[0], capacity=256)
+models = {
+    "naive": naive_runs[0].model,
+    "fixed fp32": full_runs[0].model,
+    f"pruned {RATIO:.0%} + KD": student_runs[0].model,
+    "+ int8": int8_models[0],
+    "+ int8, text cache": served,
+}
+CLOCK = "cpu" if torch.get_num_threads() == 1 else "wall"
+timing = serving_timings(models, test_x, batch_size=64, repeats=60, clock=CLOCK)
+
+# the cache: one pass over the test split from an empty cache, then the same requests without it
+served.clear_cache()
+out_cached = serve(served, test_x, batch_size=64)
+hit_rate = served.hit_rate
+distinct = len({tuple(row.tolist()) for row in test_x[2]})
+out_plain = serve(int8_models[0], test_x, batch_size=64)
+agree = (out_cached.argmax(1) == out_plain.argmax(1)).float().mean().item()
+fp32_cached = serve(CachedTextPipeline(student_runs[0].model), test_x, batch_size=64)
+fp32_plain = serve(student_runs[0].model, test_x, batch_size=64)
+fp32_gap = (fp32_cached - fp32_plain).abs().max().item()
+
+print(f"test split, {len(test_y)} requests · timing: seed-0 models, CPU, clock={CLOCK!r}")
+print(f"{'model':20s} {'size':>8s} {'p50 @1':>8s} {'p95 @1':>8s} {'items/s @64':>12s} {'cache hits':>11s}")
+for name, row in timing.items():
+    hits = f"{hit_rate:.0%}" if name == "+ int8, text cache" else "—"
+    print(
+        f"{name:20s} {row['size_kb']:6.1f}kB {row['p50_ms']:6.2f}ms {row['p95_ms']:6.2f}ms "
+        f"{row['items_per_s']:12.0f} {hits:>11s}"
+    )
+print(f"\ntest accuracy, mean of {len(SEEDS)} seeds · difference to fixed fp32, points, 95% paired bootstrap CI")
+print(f"{'model':20s} " + " ".join(f"{c:>28s}" for c in CONDITIONS))
+cost = {}
+for name, by_cond in acc.items():
+    cells = []
+    for c in CONDITIONS:
+        cost[name, c] = paired_bootstrap(by_cond[c], acc["fixed fp32"][c])
+        iv = cost[name, c]
+        cells.append(f"{100 * by_cond[c].mean():5.1f}% {100 * iv.diff:+5.1f} [{100 * iv.low:+5.1f}, {100 * iv.high:+5.1f}]")
+    print(f"{name:20s} " + " ".join(f"{cell:>28s}" for cell in cells))
+int8_vs_student = {c: paired_bootstrap(acc["+ int8"][c], acc[f"pruned {RATIO:.0%} + KD"][c]) for c in CONDITIONS}
+print("int8 − its float32 student: " + " · ".join(f"{c} {iv.format(100)[:22]}" for c, iv in int8_vs_student.items()))
+print(
+    f"text cache: {distinct} distinct captions among {len(test_y)} requests · hit rate {hit_rate:.0%} · "
+    f"fp32 cached vs uncached max |Δlogit| {fp32_gap:.1e} · int8 cached vs uncached: same prediction {agree:.1%}"
+)
+
+ratio_kb = timing["+ int8"]["size_kb"] / timing["fixed fp32"]["size_kb"]
+assert ratio_kb < 0.5, "pruned + int8: less than half the fixed model's checkpoint"
+assert all(cost["+ int8", c].low > -0.05 for c in CONDITIONS), "the deployed student costs < 5 points everywhere"
+assert all(-0.01 < iv.low and iv.high < 0.01 for iv in int8_vs_student.values()), "int8 adds < 1 point to pruning"
+assert all(cost["naive", c].high < -MARGIN for c in CONDITIONS), "the naive pipeline stays far behind"
+assert fp32_gap < 1e-5 and hit_rate > 0.5 and agree > 0.98
+
+# %% [markdown]
+# What the table says, with what is asserted above:
+# * **Size.** Pruning and int8 together leave less than half of the fixed model's checkpoint.
+# * **Accuracy.** The deployed student costs less than 5 points against the fixed float32 model under every
+#   condition (the lower end of each paired interval), and int8 adds less than 1 point to what pruning costs
+#   (interval within ±1 point) — read the table for the size of the cost: the ratio was chosen on val with a
+#   1-point budget, and test is where you learn whether val was right. Every compressed row stays far ahead of
+#   the naive pipeline (more than 5 points under every condition).
+# * **The cache.** More than half of one pass's caption lookups hit (captions are templates). On the float32
+#   student the cached path gives the same logits as the uncached one (to within 1e-5). On the int8 model it
+#   cannot be exact: dynamic quantization picks each batch's activation scale from that batch, so an item's
+#   output depends slightly on its batch-mates, cached or not — its predictions still agree with the uncached
+#   path on more than 98% of requests.
+# * **Speed** is not asserted, on purpose. The timing columns are measurements on this machine, of models whose
+#   every layer is tiny: a request's time goes mostly to Python and framework overhead, which pruning and int8 do
+#   not remove, and a cache hit still pays for hashing the caption while the MLP it skips is small. Read the
+#   columns before you claim a speed-up (lesson 5): what this deployment is sure to buy is size;
+#   a cache pays when the encoder it skips is expensive (a pretrained text tower). The fixes themselves add almost
+#   nothing to the served model — the same encoders and head plus a layer norm per modality and three learned
+#   tokens (compare the first two sizes) — they are paid for in training (a warm-up scorer, ModDrop).
 #
 # ## 6. The verdict on "68% → 92%"
 # The article says its fixes took a system "from 68% to 92%". It names no data set, no metric, no baseline, no
@@ -355,30 +485,84 @@ print(f"lesson run time so far: {time.perf_counter() - T0:.0f} s")
 # course's corrected versions of them.
 
 # %% [markdown]
-# ## 7. Explore: what goes missing at test time
-# Set the test-time missing rate of each modality and compare the naive pipeline, the full system and the full
-# system without each fix (bars: mean ± std over the five seeds, test split, unseen voices). The numbers are exact
-# expectations over presence patterns, so moving a slider retrains nothing.
+# ## 7. Explore: what goes missing, and how noisy it gets, at test time
+# Set the test-time missing rate of each modality and the extra noise on images and speech, and compare the naive
+# pipeline, the full system and the full system without each fix (bars: mean ± std over the five seeds, test
+# split, unseen voices). Missing rates are exact expectations over presence patterns; noise is interpolated
+# between the measured levels of section 4b (exact at 0, 0.5 and 1 for images, 0, 1 and 2 for speech). Moving a
+# slider retrains and re-runs nothing.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-widget_patterns = {"naive": [r.test_patterns for r in runs[NAIVE]], "fixed (all five)": [r.test_patterns for r in runs[FULL]]}
-widget_patterns |= {f"fixed − {FIX_LABELS[f]}": [r.test_patterns for r in runs[c]] for f, c in leave_one_out.items()}
+widget_grids = {"naive": noise_grids[NAIVE], "fixed (all five)": noise_grids[FULL]}
+widget_grids |= {f"fixed − {FIX_LABELS[f]}": noise_grids[c] for f, c in leave_one_out.items()}
 room = {"style": {"description_width": "initial"}, "layout": Layout(width="360px")}
 widget = interact(
     capstone_widget_figure,
     image_missing=FloatSlider(value=0.1, min=0.0, max=1.0, step=0.05, description="image missing", **room),
     audio_missing=FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, description="audio missing", **room),
     text_missing=FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, description="text missing", **room),
-    patterns=fixed(widget_patterns),
+    image_noise=FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="image noise σ (pixels)", **room),
+    audio_noise=FloatSlider(value=0.0, min=0.0, max=2.0, step=0.1, description="audio noise σ (stds)", **room),
+    patterns=fixed(widget_grids),
 )
 
 # %% [markdown]
 # ## Exercises
-# This lesson has no new method to implement, so its exercises are experiments on the pipelines you just trained;
+# The first exercise is code, checked on the spot; its solution is in a collapsed cell (click to reveal in
+# JupyterLab; in Colab, 'Show code'). Try first. The others are experiments on the pipelines you just trained;
 # each answer says how to find out and what to look for.
 #
-# **Exercise 1 — another order.** Run the cumulative ablation with ModDrop + token first and the quality filter
+# **Exercise 1 — the exact expected accuracy.** Every number of this lesson under a condition comes from one
+# function: the accuracy a model would have if modality `m` went missing with probability `rates[m]`, computed
+# exactly from its accuracy on each presence pattern. Write `expected_condition_accuracy(pattern_acc, rates)`:
+# `pattern_acc` maps each pattern — a tuple of bools, True = present, e.g. `(True, False, True)` = audio missing —
+# to an accuracy, and the result is `Σ_s P(s)·acc(s)` with `P(s) = Π_m [s_m (1 − r_m) + (1 − s_m) r_m]`. One
+# subtlety: a sample that loses every modality has nothing to classify, so the masks (`sample_presence`, lesson 3)
+# give it one back, modality `m` with probability `(1 − r_m) / Σ_k (1 − r_k)` — that probability mass,
+# `Π_k r_k`, must land on the single-modality patterns. The checker tries two and three modalities, rates with
+# and without emptied samples, and names the usual slips.
+
+
+# %%
+# ✏️ Exercise 1: your code here
+def expected_condition_accuracy(pattern_acc, rates):
+    """Exact expected accuracy when modality m goes missing independently with probability rates[m].
+
+    pattern_acc: {presence pattern (tuple of bools, True = present): accuracy}, every pattern with at least one
+    modality present. A sample that loses every modality gets one back, m with probability (1 − r_m) / Σ(1 − r_k).
+    Returns Σ_s P(s)·acc(s), a float in [0, 1].
+    """
+    raise NotImplementedError
+
+
+# %%
+from mmlab.exercises import check_condition_accuracy
+
+check_condition_accuracy(expected_condition_accuracy)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# @title Solution { display-mode: "form" }
+def expected_condition_accuracy(pattern_acc, rates):
+    """Exact expected accuracy when modality m goes missing independently with probability rates[m]."""
+    keep = [1 - r for r in rates]  # the probability that each modality is present
+    p_empty = math.prod(rates)  # every modality dropped: the sample gets one back
+    total = 0.0
+    for pattern, acc in pattern_acc.items():
+        # independent drops: present modalities contribute (1 − r_m), missing ones r_m
+        p = math.prod(k if present else r for present, k, r in zip(pattern, keep, rates))
+        if sum(pattern) == 1:  # a single modality m present: add the emptied samples that got m back
+            m = pattern.index(True)
+            p += p_empty * keep[m] / sum(keep)
+        total += p * acc  # weigh each pattern's accuracy by how often it occurs
+    return total
+
+
+check_condition_accuracy(expected_condition_accuracy)
+
+# %% [markdown]
+# **Exercise 2 — another order.** Run the cumulative ablation with ModDrop + token first and the quality filter
 # last. Which fixes change their step size?
 #
 # <details><summary>Answer</summary>
@@ -392,7 +576,7 @@ widget = interact(
 # fixes it is moved past.
 # </details>
 #
-# **Exercise 2 — train for the pattern you will meet.** ModDrop's training rates are the `missing` condition's.
+# **Exercise 3 — train for the pattern you will meet.** ModDrop's training rates are the `missing` condition's.
 # Build the full system with `train_rates` set to the `shifted` rates and compare both models under both
 # conditions.
 #
@@ -406,30 +590,32 @@ widget = interact(
 # a mismatch of rates costs once the other four fixes are in place. Choose the rates on val, never on test.
 # </details>
 #
-# **Exercise 3 — prune before you quantize.** Apply `mmlab.deploy.prune_structured` to the fixed model's image
-# encoder at a few ratios, fine-tune for a few epochs, quantize, and add the rows to the deployment table.
+# **Exercise 4 — a pruning score that ignores the parametrisation.** The student above was pruned by the L1 norm
+# of each unit's weights, which depends on how the network happens to be scaled (lesson 5). Prune with
+# `criterion="taylor"` instead and compare the students on val with a paired interval.
 #
 # <details><summary>Answer</summary>
 #
-# How to find out: the image encoder is `model.encoders["image"].net`, an `nn.Sequential` of `Linear` layers:
-# `prune_structured(model, r, pairs=[("encoders.image.net.1", "encoders.image.net.3")])` (check the names with
-# `mmlab.deploy.prunable_pairs(model.encoders["image"].net)`), then fine-tune with `mmlab.train.fit` and a small
-# learning rate, then `quantize_int8`, then `serving_timings`. Choose the ratio on val with a stated accuracy
-# budget (lesson 5's rule), report on test. What to look for: these models are tiny, so parameters shrink but
-# latency at batch 1 is dominated by Python and framework overhead — measure before you promise a speed-up.
+# How to find out: `compress_pipeline` calls `prune_structured(teacher, ratio, pairs=PRUNE_PAIRS)`; copy its body
+# into a cell and pass `criterion="taylor", calibration=[x[:256] for x in task.split("val")[0]]` (inputs only,
+# no labels), then distill and score as it does, on the same seeds. Compare `per_seed(..., "missing",
+# split="val")` of both students with `paired_bootstrap`; read test only for the one you pick. What to look for:
+# distillation repairs much of what pruning removes, so the score matters most where it has the most to choose —
+# compare at the chosen ratio and at the harsh one (0.75) before you conclude either way.
 # </details>
 #
-# **Exercise 4 — cache what repeats.** Captions come from ten templates and five uninformative phrases, so many
-# requests carry the same caption. Put the text encoder behind `mmlab.deploy.CachedEncoder` and measure the hit
-# rate and the time saved on the test split.
+# **Exercise 5 — a warm cache, and a small one.** The table's hit rate is one pass over the test split from an
+# empty cache. Serve the split twice through the same `CachedTextPipeline` and read the hit rate of the second
+# pass; then build one with `capacity=16` and serve it once.
 #
 # <details><summary>Answer</summary>
 #
-# How to find out: `enc = CachedEncoder(lambda xs: model.encoders["text"](torch.stack(xs)), capacity=256)`, feed
-# it the test split's bag-of-words rows in batches of 32 and read `enc.hit_rate`; time the cached and uncached
-# versions side by side with `compare_latency`. What to look for: the key is the content (lesson 5), so identical
-# captions hit; an MLP on a bag of words is so cheap that the hashing may cost more than it saves — caching pays
-# for expensive encoders (a pretrained text tower), not for this one.
+# How to find out: `served.clear_cache(); serve(served, test_x)`, note `served.text_cache.cache.hits` and
+# `.misses`, serve again and compute the second pass's share of hits from the differences;
+# `small = CachedTextPipeline(int8_models[0], capacity=16)` and `small.text_cache.cache.evictions`. What to look
+# for: a capacity at least the number of distinct captions makes the second pass all hits; a capacity below it
+# evicts entries that come back later (least recently used first), and the hit rate falls — size a cache from the
+# number of distinct keys in your traffic, and check it against the memory each entry costs.
 # </details>
 #
 # ## Check your understanding
@@ -468,8 +654,12 @@ widget = interact(
 #   ModDrop + token; OGM gradient modulation nothing (within ±3 points). The filter gains nothing added alone to
 #   the naive pipeline and costs accuracy when removed from the full one: fixes interact, so state the order of a
 #   cumulative ablation and read leave-one-out for what the final system needs.
-# * Deployed with int8 weights and the course's batching, the winner keeps its accuracy (within ±2 points) in a
-#   smaller checkpoint; speed is measured, not promised.
+# * The fixed pipeline's lead survives noise it was never trained for: more than 5 points at every measured level
+#   of extra image and speech noise, under every condition — though noise costs both pipelines.
+# * Deployed — pruned (ratio chosen on val), distilled from the unpruned model, int8, served in batches with a
+#   content-keyed cache on the caption encoder — the winner fits in less than half the checkpoint and costs less
+#   than 5 points of accuracy under every condition, still far ahead of the naive pipeline; speed is measured, not
+#   promised.
 # * "68% → 92%" survives only as "a jump of that size is possible on a task built to have these problems": the
 #   course's numbers come with their data, metric, baseline, splits and seeds, and say which fixes earn them.
 #
@@ -485,6 +675,11 @@ widget = interact(
 #   [arXiv:1706.05394](https://arxiv.org/abs/1706.05394) — why a short warm-up finds wrong labels (lesson 6).
 # * C. Schuhmann et al. *LAION-400M: Open Dataset of CLIP-Filtered 400 Million Image-Text Pairs.* 2021.
 #   [arXiv:2111.02114](https://arxiv.org/abs/2111.02114) — filtering pairs by cross-modal agreement (lesson 6).
+# * H. Li, A. Kadav, I. Durdanovic, H. Samet, H. P. Graf. *Pruning Filters for Efficient ConvNets.* ICLR 2017.
+#   [arXiv:1608.08710](https://arxiv.org/abs/1608.08710) — structured pruning by the L1 norm of a unit's weights
+#   (lesson 5).
+# * G. Hinton, O. Vinyals, J. Dean. *Distilling the Knowledge in a Neural Network.* NeurIPS Deep Learning
+#   Workshop 2015. [arXiv:1503.02531](https://arxiv.org/abs/1503.02531) — the distillation loss (lesson 5).
 # * B. Jacob et al. *Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
 #   Inference.* CVPR 2018. [arXiv:1712.05877](https://arxiv.org/abs/1712.05877) — int8 quantization (lesson 5).
 # * B. Efron, R. J. Tibshirani. *An Introduction to the Bootstrap.* Chapman & Hall, 1993 — the paired intervals.

@@ -295,6 +295,35 @@ def _keep(kind):
     return fn
 
 
+EXPECTED_ACC_SLIPS = {  # slip -> a word the checker's message must contain
+    "no_give_back": "lost every modality",
+    "renormalised": "renormalised",
+    "uniform": "uniformly",
+    "inverted": "*missing* rates",
+}
+
+
+def _expected_acc(kind):
+    """A learner's expected accuracy under missing rates with one of the usual slips."""
+
+    def fn(acc, rates):
+        if kind == "inverted":
+            rates = [1 - r for r in rates]
+        p_empty = math.prod(rates)
+        total = 0.0
+        for pattern, a in acc.items():
+            p = math.prod((1 - r) if s else r for s, r in zip(pattern, rates))
+            if sum(pattern) == 1 and kind in ("inverted", "uniform"):
+                m = pattern.index(True)
+                p += p_empty * (1 / len(rates) if kind == "uniform" else (1 - rates[m]) / sum(1 - r for r in rates))
+            total += p * a
+        if kind == "renormalised":
+            total /= 1 - p_empty
+        return total
+
+    return fn
+
+
 # ---------------------------------------------------------------------------------------------- the table
 
 
@@ -500,6 +529,15 @@ EXERCISES = [
             "item": (_local_clip("item"), "backpropagate"),
         },
     ),
+    Exercise(
+        "check_condition_accuracy",
+        "expected_condition_accuracy",
+        {slip: (_expected_acc(slip), keyword) for slip, keyword in EXPECTED_ACC_SLIPS.items()}
+        | {
+            "mean": (lambda acc, rates: float(np.mean(list(acc.values()))), "plain mean"),
+            "complete_only": (lambda acc, rates: acc[(True,) * len(rates)], "every modality present"),
+        },
+    ),
 ]
 
 BY_CHECKER = {e.checker: e for e in EXERCISES}
@@ -599,6 +637,7 @@ LESSON_OF = {
     "check_clip_loss": "07_contrastive",
     "check_recall_at_k": "07_contrastive",
     "check_local_clip_loss": "08_scale_out",
+    "check_condition_accuracy": "09_capstone",
 }
 
 

@@ -15,7 +15,6 @@ from mmlab.lessons.deployment import (
     MultimodalMLP,
     PruneSweep,
     StudentRuns,
-    bag_of_words,
     choose_distillation,
     choose_prune_ratio,
     pruning_sweep,
@@ -72,14 +71,6 @@ def test_multimodal_mlp_is_prunable_everywhere_but_at_its_interfaces(mm):
     pairs = prunable_pairs(mm)
     assert ("towers.0.1", "towers.0.3") in pairs and ("head.0", "head.2") in pairs
     assert len(pairs) == 3 * 2 + 1  # two hidden widths per tower, one in the head
-
-
-def test_bag_of_words_counts_and_ignores_padding():
-    ids = torch.tensor([[2, 3, 2, 0], [1, 0, 0, 0]])
-    v = bag_of_words(ids, 5)
-    assert v.tolist() == [[0, 0, 2, 1, 0], [0, 1, 0, 0, 0]]
-    with pytest.raises(ValueError, match=r"ids must be in \[0, 3\)"):
-        bag_of_words(ids, 3)
 
 
 # ---- the sweep and the widget ----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from mmlab.lessons.missing import (
     lesson_encoders,
     load_missing_data,
     missing_curves_figure,
-    missing_rates_figure,
     robustness_score,
     train_missing_model,
 )
@@ -87,20 +86,6 @@ def test_train_missing_model_on_one_modality():
     assert run.model.modalities == ["audio"] and set(run.pattern_acc) == {(True,)}
     with pytest.raises(ValueError, match="modalities must be a non-empty subset"):
         train_missing_model(1, data, modalities=["text"], epochs=1, progress=False)
-
-
-def test_missing_rates_figure_widget_function():
-    fig = missing_rates_figure(ACCS, [0.0, 0.0], ["image", "audio"])
-    assert isinstance(fig, Figure)
-    ax = fig.axes[0]
-    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    widths0 = [p.get_width() for p in ax.patches]
-    widths1 = [p.get_width() for p in missing_rates_figure(ACCS, [0.0, 0.8], ["image", "audio"]).axes[0].patches]
-    assert np.allclose(widths0, [0.9, 0.91])
-    assert np.allclose(widths1, [0.2 * 0.9 + 0.8 * 0.85, 0.2 * 0.91 + 0.8 * 0.35])
-    assert "nothing to classify" in missing_rates_figure(ACCS, [1.0, 1.0], ["image", "audio"]).axes[0].get_title()
-    with pytest.raises(ValueError, match="one rate per modality"):
-        missing_rates_figure(ACCS, [0.5], ["image", "audio"])
 
 
 def test_missing_curves_figure_draws_the_straight_lines_and_ceilings():

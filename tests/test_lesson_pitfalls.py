@@ -6,7 +6,6 @@ import torch
 from matplotlib.figure import Figure
 
 from mmlab.lessons.pitfalls import (
-    FILTER_GRID,
     QUALITY_METHODS,
     EarlyStopping,
     FusionStack,
@@ -22,6 +21,7 @@ from mmlab.lessons.pitfalls import (
     tune_on_val,
 )
 from mmlab.models import count_parameters
+from mmlab.quality import FILTER_GRID
 from mmlab.train import accuracy, predict
 
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from mmlab import seed_everything
@@ -17,6 +18,7 @@ from mmlab.missing import (
     fill_missing,
     mean_fill,
     missing_rate_curve,
+    missing_rates_figure,
     pattern_probabilities,
     reconstruction_loss,
     robustness_auc,
@@ -466,3 +468,29 @@ def test_train_classifier_recon_weight_and_after_epoch():
     assert hist["train_loss"] == hist["ce"]
     with pytest.raises(ValueError, match="recon_weight"):
         train_classifier(model, x, y, epochs=1, recon_weight=-1.0, progress=False)
+
+
+MISSING_ACCS = {
+    "robust": [{(True, True): 0.9, (True, False): 0.85, (False, True): 0.7}] * 2,
+    "fragile": [
+        {(True, True): 0.92, (True, False): 0.3, (False, True): 0.6},
+        {(True, True): 0.90, (True, False): 0.4, (False, True): 0.6},
+    ],
+}
+
+
+def test_missing_rates_figure_draws_exact_expected_accuracy():
+    acc = MISSING_ACCS
+    fig = missing_rates_figure(acc, [0.0, 0.0], ["image", "audio"])
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    widths0 = [p.get_width() for p in ax.patches]
+    widths1 = [p.get_width() for p in missing_rates_figure(acc, [0.0, 0.8], ["image", "audio"]).axes[0].patches]
+    assert np.allclose(widths0, [0.9, 0.91])
+    assert np.allclose(widths1, [0.2 * 0.9 + 0.8 * 0.85, 0.2 * 0.91 + 0.8 * 0.35])
+    assert "nothing to classify" in missing_rates_figure(acc, [1.0, 1.0], ["image", "audio"]).axes[0].get_title()
+    titled = missing_rates_figure(acc, [0.5, 0.0], ["image", "audio"], title="noise 0.3")
+    assert titled.axes[0].get_title().startswith("noise 0.3\n")
+    with pytest.raises(ValueError, match="one rate per modality"):
+        missing_rates_figure(acc, [0.5], ["image", "audio"])

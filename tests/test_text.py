@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mmlab.text import WordTokenizer, hub_reachable, load_text_encoder
+from mmlab.text import WordTokenizer, bag_of_words, hub_reachable, load_text_encoder
 
 
 def test_word_tokenizer_pads_and_masks():
@@ -36,3 +36,11 @@ def test_hub_failure_falls_back_to_packaged_model(capsys):
     out = capsys.readouterr().out
     assert "could not load 'bert-base-uncased' from the hub" in out
     assert enc.source.startswith("packaged:") and enc.dim == 384
+
+
+def test_bag_of_words_counts_and_ignores_padding():
+    ids = torch.tensor([[2, 3, 2, 0], [1, 0, 0, 0]])
+    v = bag_of_words(ids, 5)
+    assert v.tolist() == [[0, 0, 2, 1, 0], [0, 1, 0, 0, 0]]
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 3\)"):
+        bag_of_words(ids, 3)

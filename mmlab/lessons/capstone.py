@@ -14,12 +14,18 @@ lengths), per-modality normalisation before fusion (:class:`mmlab.fusion.Normali
 with a learned missing token (:class:`mmlab.missing.ModalityDropout`, :class:`~mmlab.missing.MissingToken`)
 and OGM gradient modulation (:func:`mmlab.balance.ogm_coefficients`, :func:`~mmlab.balance.modulate_gradients`).
 Accuracy under a missing-rate condition is exact: :func:`mmlab.missing.expected_accuracy` over the accuracy of
-every presence pattern.
+every presence pattern. :func:`noisy_pattern_accuracy` scores a trained model again under extra test-time noise
+(:data:`TEST_NOISE`, evaluation only) for the widget (:func:`capstone_widget_figure`). Deployment:
+:func:`compress_pipeline` prunes (:func:`mmlab.deploy.prune_structured`) and distills
+(:func:`mmlab.deploy.distill`) a trained pipeline, :class:`CachedTextPipeline` serves it with an LRU cache on
+the caption encoder (:class:`mmlab.deploy.CachedEncoder`), :func:`serve` and :func:`serving_timings` run and time
+it through :func:`mmlab.deploy.batched_inference` and :func:`mmlab.deploy.compare_latency`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,19 +40,16 @@ from torch import nn
 from ..balance import modality_scores, modulate_gradients, ogm_coefficients
 from ..checks import check_choice
 from ..data import load_avdigits
-from ..deploy import batched_inference, compare_latency, model_size_bytes
+from ..deploy import CachedEncoder, batched_inference, compare_latency, distill, model_size_bytes, prune_structured
 from ..fusion import ConcatFusion, NormalizedFusion
-from ..missing import MissingModalityClassifier, check_rates, expected_accuracy
+from ..missing import MissingModalityClassifier, check_rates, expected_accuracy, missing_rates_figure
 from ..models import AudioCNN, MLPEncoder, masked_mean
-from ..quality import InjectedNoise, filter_by_threshold, inject_noise, warmup_scores
+from ..quality import FILTER_GRID, InjectedNoise, QualityScores, filter_by_threshold, inject_noise, warmup_scores
 from ..runtime import eval_mode, resolve_device, seeded
 from ..stats import paired_bootstrap
-from ..text import WordTokenizer
+from ..text import WordTokenizer, bag_of_words
 from ..train import History, fit, make_loader
 from ..viz import new_figure
-from .deployment import bag_of_words
-from .missing import missing_rates_figure
-from .pitfalls import FILTER_GRID
 
 __all__ = [
     "CAPSTONE_MODALITIES",
@@ -68,7 +71,15 @@ __all__ = [
     "pipeline_runs",
     "contribution_intervals",
     "contribution_figure",
+    "TEST_NOISE",
+    "add_test_noise",
+    "noisy_pattern_accuracy",
+    "interpolate_noise",
     "capstone_widget_figure",
+    "PRUNE_PAIRS",
+    "compress_pipeline",
+    "CachedTextPipeline",
+    "serve",
     "serving_timings",
     "per_seed",
     "quality_keep",
@@ -126,6 +137,9 @@ class CapstoneTask:
     vocab: list[str]
     knobs: dict[str, float] = field(default_factory=dict)
     num_classes: int = 10
+    warmup_cache: dict[int, QualityScores] = field(default_factory=dict, repr=False)
+    """The quality scorer's warm-up scores by seed (:func:`quality_keep`): they depend on the data and the seed
+    only, so every pipeline of one seed reuses them instead of re-running the warm-up."""
 
     def split(self, name: str) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``(inputs, labels)`` of ``"train"``, ``"val"`` or ``"test"``."""
@@ -268,7 +282,8 @@ def _check_fixes(fixes: Iterable[str]) -> frozenset[str]:
 @dataclass
 class CapstoneRun:
     """One trained pipeline (restored to the epoch chosen on val): its fixes, seed, kept epoch, the share of
-    training items kept, and the accuracy of every presence pattern on val and on test."""
+    training items kept, the accuracy of every presence pattern on val and on test, and the quality filter's
+    thresholds (used only with ``"quality"``)."""
 
     fixes: frozenset[str]
     seed: int
@@ -278,9 +293,43 @@ class CapstoneRun:
     kept: float
     val_patterns: dict[tuple[bool, ...], float]
     test_patterns: dict[tuple[bool, ...], float]
+    threshold: tuple[float, float] = FILTER_GRID[1]
 
 
-@torch.no_grad()
+def _patterns_from_features(
+    model: CapstoneClassifier, feats: Sequence[torch.Tensor], y: torch.Tensor
+) -> dict[tuple[bool, ...], float]:
+    """Accuracy of every presence pattern from the embeddings of complete inputs (fill and head only).
+
+    With a zero, mean or token fill and per-modality normalisation, a modality's completed embedding depends only
+    on its own embedding and on whether it is present, so ``1 + M`` completions (everything present, then each
+    modality missing alone) give the head's exact input for all ``2^M − 1`` patterns."""
+    n, m = len(y), len(feats)
+    everything = torch.ones(n, m, dtype=torch.bool, device=y.device)
+    on = model.complete(feats, everything)
+    off = []
+    if model.fill != "reconstruct":
+        for k in range(m if m > 1 else 0):
+            alone = everything.clone()
+            alone[:, k] = False
+            off.append(model.complete(feats, alone)[k])
+    out = {}
+    for pattern in itertools.product((True, False), repeat=m):
+        if any(pattern):
+            if off:
+                inputs = [on[k] if present else off[k] for k, present in enumerate(pattern)]
+            else:  # a fill that mixes modalities: complete each pattern as it is
+                inputs = model.complete(feats, torch.tensor(pattern, device=y.device).expand(n, -1))
+            logits = model.head(torch.cat(inputs, dim=1))
+            out[pattern] = float((logits.argmax(-1) == y).float().mean())
+    return out
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters(), torch.empty(0)).device
+
+
+@torch.inference_mode()
 def pattern_accuracy(
     model: CapstoneClassifier, inputs: Sequence[torch.Tensor], labels: torch.Tensor
 ) -> dict[tuple[bool, ...], float]:
@@ -288,16 +337,102 @@ def pattern_accuracy(
     the encoders run once: a missing modality's embedding is replaced after encoding, so each pattern only
     re-runs the fill and the head (7 patterns for the price of ~1 pass)."""
     with eval_mode(model):
-        device = next(model.parameters()).device
+        device = _device_of(model)
         feats = model.embed(*(x.to(device) for x in inputs))
+        return _patterns_from_features(model, feats, labels.to(device))
+
+
+TEST_NOISE: dict[str, tuple[float, ...]] = {"image": (0.0, 0.5, 1.0), "audio": (0.0, 1.0, 2.0)}
+"""Extra test-time noise levels the widget reads (evaluation only, no training): the std ``σ_i`` of Gaussian
+noise added to the image pixels (on top of the task's own 0.5, pixels in [0, 1]) and ``σ_a`` added to the
+standardised log-mel values of the real audio frames (1 = one training std of each band)."""
+
+
+def add_test_noise(
+    inputs: Sequence[torch.Tensor], image_noise: float = 0.0, audio_noise: float = 0.0, *, seed: int = 0
+) -> list[torch.Tensor]:
+    """``[x_img + σ_i·ε_i, x_audio + σ_a·m·ε_a, x_text]``: test inputs with extra Gaussian noise.
+
+    Audio noise reaches real frames only (``m`` is the packed mask channel: padding stays padding, the mask is
+    untouched). ``ε`` comes from a generator seeded with ``seed``, the same draws for every ``σ``: every model
+    sees the same noisy inputs (a paired comparison) and accuracy moves smoothly with ``σ``."""
+    for name, v in (("image_noise", image_noise), ("audio_noise", audio_noise)):
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    eps_i, eps_a = _noise_draws(inputs, seed)
+    image, audio, text = inputs
+    return [image + image_noise * eps_i, audio + audio_noise * eps_a, text]
+
+
+def _noise_draws(inputs: Sequence[torch.Tensor], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standard normal draws for the image and for the real audio frames (zero on padding and the mask)."""
+    if len(inputs) != len(CAPSTONE_MODALITIES):
+        raise ValueError(f"inputs must hold {len(CAPSTONE_MODALITIES)} tensors (image, audio, text), got {len(inputs)}")
+    image, audio, _ = inputs
+    gen = torch.Generator().manual_seed(seed)
+    eps_i = torch.randn(image.shape, generator=gen).to(image)
+    eps_a = torch.randn(audio.shape, generator=gen).to(audio) * audio[..., -1:]
+    eps_a[..., -1] = 0.0
+    return eps_i, eps_a
+
+
+@torch.inference_mode()
+def noisy_pattern_accuracy(
+    model: CapstoneClassifier,
+    inputs: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    *,
+    image_levels: Sequence[float] = TEST_NOISE["image"],
+    audio_levels: Sequence[float] = TEST_NOISE["audio"],
+    seed: int = 0,
+) -> dict[tuple[float, float], dict[tuple[bool, ...], float]]:
+    """:func:`pattern_accuracy` at every ``(σ_i, σ_a)`` of the grid of extra test-time noise
+    (:func:`add_test_noise`): ``{(σ_i, σ_a): {pattern: accuracy}}``. Each encoder runs once per level of its own
+    modality's noise (the text encoder once), then each grid point only re-runs fill and head."""
+    levels = {"image": [float(v) for v in image_levels], "audio": [float(v) for v in audio_levels]}
+    for name, vals in levels.items():
+        if not vals or sorted(set(vals)) != vals or vals[0] < 0:
+            raise ValueError(f"{name}_levels must be distinct non-negative levels in increasing order, got {vals}")
+    eps = _noise_draws(inputs, seed)
+    with eval_mode(model):
+        device = _device_of(model)
         y = labels.to(device)
-        out = {}
-        for pattern in itertools.product((True, False), repeat=len(feats)):
-            if any(pattern):
-                present = torch.tensor(pattern, device=device).expand(len(y), -1)
-                logits = model.head(torch.cat(model.complete(feats, present), dim=1))
-                out[pattern] = float((logits.argmax(-1) == y).float().mean())
-    return out
+        enc = model.encoders
+        feats = {"text": enc["text"](inputs[2].to(device))}
+        for k, m in enumerate(("image", "audio")):
+            x, e = inputs[k].to(device), eps[k].to(device)
+            feats[m] = [enc[m](x + s * e) for s in levels[m]]
+        return {
+            (si, sa): _patterns_from_features(model, [feats["image"][i], feats["audio"][j], feats["text"]], y)
+            for i, si in enumerate(levels["image"])
+            for j, sa in enumerate(levels["audio"])
+        }
+
+
+def _bracket(levels: Sequence[float], value: float, name: str) -> tuple[int, int, float]:
+    """Indices of the two levels around ``value`` and the weight of the upper one (linear interpolation)."""
+    if not (isinstance(value, (int, float)) and levels[0] <= value <= levels[-1]):
+        raise ValueError(f"{name} must be within the measured levels [{levels[0]}, {levels[-1]}], got {value!r}")
+    hi = min(int(np.searchsorted(levels, value, side="left")), len(levels) - 1)
+    if levels[hi] == value or hi == 0:
+        return hi, hi, 0.0
+    lo = hi - 1
+    return lo, hi, (value - levels[lo]) / (levels[hi] - levels[lo])
+
+
+def interpolate_noise(
+    grid: Mapping[tuple[float, float], Mapping[tuple[bool, ...], float]], image_noise: float, audio_noise: float
+) -> dict[tuple[bool, ...], float]:
+    """Pattern accuracies at ``(σ_i, σ_a)``, bilinear between the measured levels of ``grid``
+    (:func:`noisy_pattern_accuracy`): ``acc = Σ w_i w_a acc(σ_i^k, σ_a^l)`` over the four surrounding points.
+    Exact at the measured levels; in between, an interpolation, not a measurement."""
+    si = sorted({k[0] for k in grid})
+    sa = sorted({k[1] for k in grid})
+    i0, i1, wi = _bracket(si, image_noise, "image_noise")
+    a0, a1, wa = _bracket(sa, audio_noise, "audio_noise")
+    corners = [(i0, a0, (1 - wi) * (1 - wa)), (i1, a0, wi * (1 - wa)), (i0, a1, (1 - wi) * wa), (i1, a1, wi * wa)]
+    patterns = grid[si[0], sa[0]].keys()
+    return {p: float(sum(w * grid[si[i], sa[a]][p] for i, a, w in corners)) for p in patterns}
 
 
 def condition_accuracy(patterns: Mapping[tuple[bool, ...], float], condition: str | Sequence[float]) -> float:
@@ -314,12 +449,57 @@ def condition_accuracy(patterns: Mapping[tuple[bool, ...], float], condition: st
 def quality_keep(task: CapstoneTask, seed: int, threshold: tuple[float, float]) -> torch.Tensor:
     """Training items kept by the quality filter: a short :func:`mmlab.quality.warmup_scores` run on image pixels
     and the masked mean of the audio frames (the pair that mismatches), then ``agreement ≥ τ_a`` and
-    ``log p(y|x) ≥ τ_ℓ`` (lesson 6's two detectors; thresholds from :data:`mmlab.lessons.pitfalls.FILTER_GRID`)."""
-    inputs, labels = task.split("train")
-    audio = inputs[1]
-    summary = masked_mean(audio[..., :-1], audio[..., -1] > 0)
-    scores = warmup_scores([inputs[0], summary], labels, epochs=8, seed=seed, progress=False)
+    ``log p(y|x) ≥ τ_ℓ`` (lesson 6's two detectors; thresholds from :data:`mmlab.quality.FILTER_GRID`).
+    The warm-up scores of each seed are computed once per task (``task.warmup_cache``) and reused: the same
+    numbers, without re-training the scorer for every pipeline and threshold."""
+    if seed not in task.warmup_cache:
+        inputs, labels = task.split("train")
+        audio = inputs[1]
+        summary = masked_mean(audio[..., :-1], audio[..., -1] > 0)
+        task.warmup_cache[seed] = warmup_scores([inputs[0], summary], labels, epochs=8, seed=seed, progress=False)
+    scores = task.warmup_cache[seed]
     return filter_by_threshold(scores.agreement, threshold[0]) & filter_by_threshold(scores.loglik, threshold[1])
+
+
+class _ValSelection:
+    """The epoch chosen on val: an ``after_epoch`` hook that scores every presence pattern on val, keeps the
+    weights of the first epoch with the best expected accuracy under ``select_on``, and finally restores them."""
+
+    def __init__(self, task: CapstoneTask, select_on: str):
+        self.task, self.select_on = task, check_choice("select_on", select_on, tuple(CONDITIONS))
+        self.acc, self.epoch, self.state, self.patterns = -1.0, 0, None, {}
+
+    def __call__(self, model: CapstoneClassifier, epoch: int) -> dict[str, float]:
+        patterns = pattern_accuracy(model, *self.task.split("val"))
+        acc = condition_accuracy(patterns, self.select_on)
+        if acc > self.acc:
+            self.acc, self.epoch, self.patterns = acc, epoch + 1, patterns
+            self.state = copy.deepcopy(model.state_dict())
+        return {"val_acc": acc}
+
+    def run(self, model: CapstoneClassifier, history: History, base: CapstoneRun) -> CapstoneRun:
+        """``base`` with the restored ``model`` (in eval mode), its history, kept epoch and val/test patterns."""
+        model.load_state_dict(self.state)
+        model.eval()
+        test = pattern_accuracy(model, *self.task.split("test"))
+        return dataclasses.replace(
+            base, model=model, history=history, best_epoch=self.epoch, val_patterns=self.patterns, test_patterns=test
+        )
+
+
+def _sgd_options(model: nn.Module, lr: float, epochs: int, selection: _ValSelection, **options) -> dict:
+    """:func:`mmlab.train.fit` options shared by training and distillation: SGD with momentum 0.9 and weight decay
+    1e-4 at ``lr``, the val selection hook, no AMP."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    return dict(epochs=epochs, optimizer=optimizer, after_epoch=selection, amp=False, **options)
+
+
+def _training_items(task: CapstoneTask, fixes: frozenset[str], seed: int, threshold: tuple[float, float]):
+    """The training items a pipeline learns from (``"quality"``: those :func:`quality_keep` keeps) and the mask."""
+    inputs, labels = task.split("train")
+    keep = quality_keep(task, seed, threshold) if "quality" in fixes else torch.ones(len(labels), dtype=torch.bool)
+    keep = keep.cpu()
+    return [x[keep] for x in inputs], labels[keep], keep
 
 
 def train_pipeline(
@@ -347,14 +527,9 @@ def train_pipeline(
     and test. Initialisation, ModDrop draws and batch order follow ``seed``.
     """
     fixes = _check_fixes(fixes)
-    check_choice("select_on", select_on, tuple(CONDITIONS))
+    selection = _ValSelection(task, select_on)
     device = resolve_device(device)
-    inputs, labels = task.split("train")
-    keep = quality_keep(task, seed, threshold) if "quality" in fixes else torch.ones(len(labels), dtype=torch.bool)
-    xs = [x[keep].to(device) for x in inputs]
-    y = labels[keep].to(device)
-    val_inputs, val_labels = task.split("val")
-    best: dict = {"acc": -1.0}
+    xs, y, keep = _training_items(task, fixes, seed, threshold)
 
     def compute_loss(model: CapstoneClassifier, batch) -> dict[str, torch.Tensor]:
         *xb, yb = batch
@@ -370,39 +545,18 @@ def train_pipeline(
             coeffs[m] = ogm_coefficients(s[i], others, alpha)[0] if s[i] > others else 1.0
         modulate_gradients(groups, coeffs)
 
-    def keep_best(model: CapstoneClassifier, epoch: int) -> dict[str, float]:
-        acc = condition_accuracy(pattern_accuracy(model, val_inputs, val_labels), select_on)
-        if acc > best["acc"]:
-            best.update(acc=acc, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
-        return {"val_acc": acc}
-
     with seeded(seed):
         model = build_pipeline(task, fixes).to(device)
         history = fit(
             model,
-            make_loader(*xs, y, batch_size=64, shuffle=True, seed=seed),
-            epochs=epochs,
-            optimizer=torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4),
+            make_loader(*(x.to(device) for x in xs), y.to(device), batch_size=64, shuffle=True, seed=seed),
             compute_loss=compute_loss,
             after_backward=after_backward if "ogm" in fixes else None,
-            after_epoch=keep_best,
-            device=device,
-            amp=False,
-            progress=progress,
+            **_sgd_options(model, lr, epochs, selection, device=device, progress=progress),
             desc=f"{'+'.join(sorted(fixes)) or 'naive'} seed {seed}",
         )
-    model.load_state_dict(best["state"])
-    model.eval()
-    return CapstoneRun(
-        fixes,
-        seed,
-        model,
-        history,
-        best["epoch"],
-        float(keep.float().mean()),
-        pattern_accuracy(model, val_inputs, val_labels),
-        pattern_accuracy(model, *task.split("test")),
-    )
+    base = CapstoneRun(fixes, seed, model, history, 0, float(keep.float().mean()), {}, {}, tuple(threshold))
+    return selection.run(model, history, base)
 
 
 # ---------------------------------------------------------------------------------------------------- ablation
@@ -490,52 +644,168 @@ def capstone_widget_figure(
     image_missing: float = 0.1,
     audio_missing: float = 0.3,
     text_missing: float = 0.3,
+    image_noise: float = 0.0,
+    audio_noise: float = 0.0,
     *,
-    patterns: Mapping[str, Sequence[Mapping[tuple[bool, ...], float]]],
+    patterns: Mapping[str, Sequence[Mapping[tuple[float, float], Mapping[tuple[bool, ...], float]]]],
 ) -> Figure:
     """The lesson's widget: expected test accuracy (mean ± std over seeds) of every pipeline in ``patterns``
-    (name → one pattern-accuracy dict per seed) at the given test-time missing rates — lesson 3's
-    :func:`mmlab.lessons.missing.missing_rates_figure` for the three modalities; exact, so a slider retrains
-    nothing."""
-    return missing_rates_figure(patterns, [image_missing, audio_missing, text_missing], CAPSTONE_MODALITIES)
+    (name → one :func:`noisy_pattern_accuracy` grid per seed) at the given test-time missing rates and extra
+    noise: ``E[acc] = Σ_s P(s | rates)·acc_σ(s)`` (:func:`mmlab.missing.missing_rates_figure`), with ``acc_σ``
+    bilinear between the measured noise levels (:func:`interpolate_noise`). Nothing is retrained or re-run."""
+    at = {
+        name: [interpolate_noise(grid, image_noise, audio_noise) for grid in grids] for name, grids in patterns.items()
+    }
+    title = (
+        f"extra test-time noise: image σ = {image_noise:.2f} (pixel units), audio σ = {audio_noise:.2f} (log-mel stds)"
+    )
+    return missing_rates_figure(at, [image_missing, audio_missing, text_missing], CAPSTONE_MODALITIES, title=title)
 
 
 # -------------------------------------------------------------------------------------------------- deployment
+
+
+PRUNE_PAIRS = (
+    ("encoders.image.net.1", "encoders.image.net.3"),
+    ("encoders.audio.cnn.conv1", "encoders.audio.cnn.conv2"),
+    ("encoders.text.net.1", "encoders.text.net.3"),
+)
+"""The hidden widths :func:`compress_pipeline` prunes: each encoder's inner layer (the image MLP's 48 units, the
+speech CNN's 24 channels between its two convolutions, the caption MLP's 24 units). Embeddings and head keep
+their sizes, so fill, fusion and head work unchanged."""
+
+
+def compress_pipeline(
+    task: CapstoneTask,
+    run: CapstoneRun,
+    ratio: float,
+    *,
+    epochs: int = 4,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    **distill_options: float,
+) -> CapstoneRun:
+    """Prune ``run``'s model and distill it back from the unpruned one: a deployable student.
+
+    :func:`mmlab.deploy.prune_structured` removes the ``ratio`` least important units (L1 norm of their incoming
+    weights, Li et al. 2017) of every pair in :data:`PRUNE_PAIRS` and rebuilds smaller layers; the student is
+    then trained for ``epochs`` epochs with :func:`mmlab.deploy.distill` against the frozen unpruned model,
+    ``(1−α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))`` (Hinton et al. 2015; ``distill_options``: its
+    ``temperature`` T, default 4, and ``alpha`` α, default 0.5), on the run's own training items (after its
+    quality filter), SGD with momentum at learning rate 0.01, ModDrop on in the student (the teacher sees every
+    modality: the student learns to say from what is left what the teacher says from everything). The epoch
+    with the best val accuracy under ``"missing"`` is kept. Returns a :class:`CapstoneRun` (same fixes and seed)
+    whose model and patterns are the student's."""
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    selection = _ValSelection(task, "missing")
+    device = resolve_device(device)
+    xs, y, _ = _training_items(task, run.fixes, run.seed, run.threshold)
+    student = prune_structured(run.model, ratio, pairs=PRUNE_PAIRS).to(device)
+    with seeded(run.seed):
+        history = distill(
+            student,
+            run.model,
+            make_loader(*xs, y, batch_size=64, shuffle=True, seed=run.seed),
+            **{"temperature": 4.0, "alpha": 0.5, **distill_options},
+            **_sgd_options(student, 0.01, epochs, selection, device=device, progress=progress),
+            desc=f"prune {ratio:.0%} + distill, seed {run.seed}",
+        )
+    return selection.run(student, history, run)
+
+
+class CachedTextPipeline(nn.Module):
+    """A trained :class:`CapstoneClassifier` served with its caption encoder behind an LRU cache keyed by content
+    (:class:`mmlab.deploy.CachedEncoder`, ``capacity`` entries): captions come from templates, so many requests
+    carry the same bag of words, and a hit skips the encoder. ``forward(image, audio, text)`` computes
+    ``model(image, audio, text)`` (every modality present) with the text embeddings from the cache.
+    :meth:`clear_cache` empties it (and its hit counters)."""
+
+    def __init__(self, model: CapstoneClassifier, capacity: int = 256):
+        super().__init__()
+        self.model, self.capacity = model, capacity
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        text_encoder = self.model.encoders["text"]
+        self.text_cache = CachedEncoder(lambda rows: text_encoder(torch.stack(list(rows))), capacity=self.capacity)
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over lookups since the last :meth:`clear_cache`."""
+        return self.text_cache.hit_rate
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        if len(inputs) != len(model.modalities):
+            raise ValueError(
+                f"expected {len(model.modalities)} inputs ({', '.join(model.modalities)}), got {len(inputs)}"
+            )
+        feats = [
+            self.text_cache(list(x)) if m == "text" else model.encoders[m](x) for m, x in zip(model.modalities, inputs)
+        ]
+        present = torch.ones(len(inputs[0]), len(feats), dtype=torch.bool, device=inputs[0].device)
+        return model.head(torch.cat(model.complete(feats, present), dim=1))
 
 
 def _stack_items(items: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.stack(parts) for parts in zip(*items))
 
 
+def serve(model: nn.Module, inputs: Sequence[torch.Tensor], *, batch_size: int = 64) -> torch.Tensor:
+    """Logits ``(N, classes)`` for the ``N`` requests of ``inputs`` (one tensor per modality, every modality
+    present), served by :func:`mmlab.deploy.batched_inference` in batches of ``batch_size`` (``eval()``,
+    ``inference_mode()``), in the order of ``inputs``; on the model's device, returned on the CPU."""
+    items = list(zip(*inputs))
+    if not items:
+        raise ValueError("inputs must hold at least one request")
+    return batched_inference(model, items, batch_size=batch_size, collate=_stack_items)
+
+
 def serving_timings(
     models: Mapping[str, nn.Module],
     inputs: Sequence[torch.Tensor],
     *,
-    batch_size: int = 256,
+    batch_size: int = 64,
     repeats: int = 40,
     clock: str = "wall",
 ) -> dict[str, dict[str, float]]:
-    """Latency of one request (batch 1: p50 and p95 over ``repeats`` single calls) and throughput when serving
-    all of ``inputs`` through :func:`mmlab.deploy.batched_inference` in batches of ``batch_size`` (items per
-    second, from the median of the batched runs), timed with :func:`mmlab.deploy.compare_latency` (warm-up,
-    interleaved rounds). Models run on the CPU in eval mode under ``inference_mode``."""
+    """Latency of one request (batch 1: p50 and p95 over ``repeats`` single calls, the requests cycling through
+    the items of ``inputs`` in the same order for every model) and throughput when serving all of ``inputs``
+    through :func:`mmlab.deploy.batched_inference` in batches of ``batch_size`` (items per second, from the
+    median of the batched runs), timed side by side with :func:`mmlab.deploy.compare_latency` (warm-up,
+    interleaved rounds). A :class:`CachedTextPipeline` starts each batched run, and the single calls, with an
+    empty cache. Models run on the CPU in eval mode under ``inference_mode``; ``size_kb`` is the checkpoint
+    (:func:`mmlab.deploy.model_size_bytes`, of the wrapped model for a cached pipeline)."""
     if not models:
         raise ValueError("models must name at least one model")
-    items = list(zip(*(x.cpu() for x in inputs)))
-    one = tuple(x[:1].cpu() for x in inputs)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    cpu_inputs = [x.cpu() for x in inputs]
+    items = list(zip(*cpu_inputs))
 
     def single(model: nn.Module):
+        order = itertools.cycle(range(len(items)))
+
         def run() -> None:
+            i = next(order)
             with torch.inference_mode():
-                model(*one)
+                model(*(x[i : i + 1] for x in cpu_inputs))
 
         return run
 
     def batched(model: nn.Module):
-        return lambda: batched_inference(model, items, batch_size=batch_size, collate=_stack_items)
+        def run() -> None:
+            if isinstance(model, CachedTextPipeline):
+                model.clear_cache()
+            batched_inference(model, items, batch_size=batch_size, collate=_stack_items)
+
+        return run
 
     for model in models.values():
         model.cpu().eval()
+        if isinstance(model, CachedTextPipeline):
+            model.clear_cache()
     lat = compare_latency({n: single(m) for n, m in models.items()}, warmup=5, repeats=repeats, clock=clock)
     thr = compare_latency({n: batched(m) for n, m in models.items()}, warmup=1, repeats=5, clock=clock)
     return {
@@ -543,7 +813,7 @@ def serving_timings(
             "p50_ms": 1e3 * lat[n].p50,
             "p95_ms": 1e3 * lat[n].p95,
             "items_per_s": len(items) / thr[n].median,
-            "size_kb": model_size_bytes(m) / 1024,
+            "size_kb": model_size_bytes(m.model if isinstance(m, CachedTextPipeline) else m) / 1024,
         }
         for n, m in models.items()
     }

@@ -1,7 +1,7 @@
 """Lesson 5 (deployment): the lesson's model and features, the pruning sweep and its widget figure.
 
 * :class:`MultimodalMLP`: an all-Linear late-fusion network (every layer can be pruned, quantized and exported);
-* :func:`bag_of_words`: the caption features it reads;
+* its caption features are :func:`mmlab.text.bag_of_words` counts;
 * :func:`pruning_sweep` / :class:`PruneSweep`: prune at several ratios with
   :func:`mmlab.deploy.prune_structured`, fine-tune every model (the unpruned one too, for a fair baseline) over
   several seeds, evaluate on val and test, time every model side by side with
@@ -31,7 +31,6 @@ from ..viz import new_figure
 
 __all__ = [
     "MultimodalMLP",
-    "bag_of_words",
     "PruneSweep",
     "pruning_sweep",
     "choose_prune_ratio",
@@ -106,17 +105,6 @@ class MultimodalMLP(nn.Module):
                 )
             feats.append(tower(x))
         return self.head(torch.cat(feats, dim=-1))
-
-
-def bag_of_words(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Word counts ``v[b, w] = Σ_t [ids[b, t] = w]`` for token ids ``(B, L)``; id 0 (padding) is not counted."""
-    check_tensor("ids", ids, ("B", "L"), dtype="int")
-    if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"ids must be in [0, {vocab_size}), got range [{int(ids.min())}, {int(ids.max())}]")
-    counts = torch.zeros(ids.shape[0], vocab_size, device=ids.device)
-    counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=counts.dtype))
-    counts[:, 0] = 0.0
-    return counts
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ The lesson's data recipe (:func:`load_missing_data`: AV-Digits image pixels and 
 val = training voices with new recordings, test = unseen voices), its encoders (:func:`lesson_encoders`), its
 selection criterion (:func:`robustness_score`), the driver that builds, trains, selects the epoch on val and
 scores one model for one seed (:func:`train_missing_model`, on :func:`mmlab.missing.train_classifier`), and
-the lesson's figures
-(:func:`missing_curves_figure`, and :func:`missing_rates_figure` behind the widget). The methods themselves
+the lesson's figure
+(:func:`missing_curves_figure`; the widget draws :func:`mmlab.missing.missing_rates_figure`). The methods themselves
 (presence masks, fills, ModDrop, reconstruction, evaluation) live in :mod:`mmlab.missing`.
 """
 
@@ -25,9 +25,6 @@ from ..data import load_avdigits, standardize
 from ..missing import (
     MissingModalityClassifier,
     accuracy_by_pattern,
-    check_rates,
-    effective_rates,
-    expected_accuracy,
     missing_rate_curve,
     robustness_auc,
     train_classifier,
@@ -47,7 +44,6 @@ __all__ = [
     "MissingRun",
     "train_missing_model",
     "missing_curves_figure",
-    "missing_rates_figure",
 ]
 
 MISSING_MODALITIES = ("image", "audio")
@@ -250,45 +246,4 @@ def missing_curves_figure(
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize=8, loc="lower left")
     fig.suptitle(title)
-    return fig
-
-
-def missing_rates_figure(
-    pattern_accs: Mapping[str, Sequence[Mapping[tuple[bool, ...], float]]],
-    rates: Sequence[float],
-    modalities: Sequence[str] = MISSING_MODALITIES,
-) -> Figure:
-    """Expected test accuracy of each method at per-modality missing ``rates``: bars, mean ± std over seeds.
-
-    ``pattern_accs`` maps a method's name to one :func:`~mmlab.missing.accuracy_by_pattern` result per seed;
-    the expected accuracy is :func:`~mmlab.missing.expected_accuracy`, ``Σ_s P(s | rates)·acc(s)`` (exact, no
-    sampling), so redrawing needs no model. Rates that are all 1 (nothing left to classify) give a figure that
-    says so. The lesson's widget figure.
-    """
-    if len(rates) != len(modalities):
-        raise ValueError(f"rates must have one rate per modality ({len(modalities)}), got {len(rates)}")
-    fig, ax = new_figure(size=(7.0, 0.45 * len(pattern_accs) + 1.6))
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("expected test accuracy (fraction)")
-    if all(float(r) == 1.0 for r in rates):
-        ax.set_title("every modality missing: nothing to classify")
-        ax.set_yticks([])
-        return fig
-    rates = check_rates(rates, len(modalities))
-    names = list(pattern_accs)
-    acc = {k: np.array([expected_accuracy(p, rates) for p in pattern_accs[k]]) for k in names}
-    y = np.arange(len(names))
-    means = [acc[k].mean() for k in names]
-    ax.barh(y, means, xerr=[_spread(acc[k]) for k in names], capsize=3, color="tab:blue", alpha=0.85)
-    for i, v in enumerate(means):
-        ax.annotate(f"{100 * v:.1f}%", (0.01, i), va="center", color="white", fontsize=8)
-    ax.set_yticks(y, names)
-    ax.set_ylabel("method")
-    ax.invert_yaxis()
-    ax.grid(axis="x", alpha=0.3)
-    asked = ", ".join(f"{m} {100 * r:.0f}%" for m, r in zip(modalities, rates))
-    real = ", ".join(f"{m} {100 * r:.0f}%" for m, r in zip(modalities, effective_rates(rates)))
-    ax.set_title(
-        f"test-time missing rates set: {asked}\nrealised (no sample loses every modality): {real}", fontsize=10
-    )
     return fig

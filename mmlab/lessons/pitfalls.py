@@ -7,7 +7,7 @@ learning rate and epoch on validation data (:class:`EarlyStopping`), so that eve
 
 **Data quality.** :func:`run_quality` injects noise into AV-Digits (:func:`load_quality_data`), scores every item
 with :func:`mmlab.quality.warmup_scores`, trains by each of :data:`QUALITY_METHODS`, chooses the filter's
-thresholds on the clean validation split (:data:`FILTER_GRID`) and only then tests.
+thresholds on the clean validation split (among :data:`mmlab.quality.FILTER_GRID`) and only then tests.
 :func:`quality_widget_figure` is the lesson's widget (cached per setting). The methods themselves live in
 :mod:`mmlab.quality`.
 """
@@ -29,6 +29,7 @@ from ..checks import check_fraction, check_tensor
 from ..data import load_avdigits, standardize
 from ..models import mlp
 from ..quality import (
+    FILTER_GRID,
     InjectedNoise,
     QualityScores,
     filter_by_threshold,
@@ -55,7 +56,6 @@ __all__ = [
     "train_classifier",
     "split_accuracy",
     "QUALITY_METHODS",
-    "FILTER_GRID",
     "QualityRun",
     "run_quality",
     "score_histogram",
@@ -414,11 +414,6 @@ class QualityRun:
 
 QUALITY_METHODS = ("clean", "dirty", "filtered", "weighted", "oracle")
 """The ways :func:`run_quality` can train on the noisy data (see its docstring)."""
-
-FILTER_GRID = ((0.5, math.log(0.1)), (0.7, math.log(0.25)), (0.85, math.log(0.5)), (0.95, math.log(0.75)))
-"""Candidate ``(agreement, log-likelihood)`` thresholds, from loose to strict, among which :func:`run_quality`
-chooses on validation data."""
-
 
 def run_quality(
     data: QualityData,
