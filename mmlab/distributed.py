@@ -219,14 +219,18 @@ def wrap_ddp(model: nn.Module, env: DistEnv | None = None) -> nn.Module:
     DDP broadcasts rank 0's parameters and buffers at construction, so all ranks start identical, and after each
     ``backward`` all-reduces the gradients in buckets (overlapping communication with the rest of the backward)
     and divides them by ``W``. Outside a process group the model is returned unwrapped (a 1-process run)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    device = env.device if env is not None else torch.device("cpu")
-    model = model.to(device)
+    model, device = _on_rank_device(model, env)
     if not is_initialized():
         return model
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def _on_rank_device(model: nn.Module, env: DistEnv | None) -> tuple[nn.Module, torch.device]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    device = env.device if env is not None else torch.device("cpu")
+    return model.to(device), device
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -245,10 +249,7 @@ def wrap_fsdp(model: nn.Module, env: DistEnv | None = None) -> nn.Module:
     reduce-scattered (averaged over ranks, as DDP averages), ``3·(W−1)/W·P`` values per step against DDP's
     ``2·(W−1)/W·P``. The update is the same as DDP's. Outside a process group the model is returned unsharded.
     A sharded model's ``state_dict`` holds shards: use :func:`full_tensors` before saving it in one piece."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    device = env.device if env is not None else torch.device("cpu")
-    model = model.to(device)
+    model, _ = _on_rank_device(model, env)
     if not is_initialized():
         return model
     from torch.distributed.fsdp import fully_shard
