@@ -10,8 +10,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.fft import dct
-from scipy.signal import stft
 
 __all__ = ["mel_filterbank", "log_mel", "mfcc", "hz_to_mel", "mel_to_hz"]
 
@@ -65,6 +63,10 @@ def log_mel(
     wave = _check_wave(wave)
     if len(wave) < n_fft:
         wave = np.pad(wave, (0, n_fft - len(wave)))
+    # Imported here, not at the top: scipy.signal takes 0.5 s to import, and a process that computes no audio
+    # features (each rank of lesson 8 trains on images and captions) should not pay for it.
+    from scipy.signal import stft
+
     _, _, spec = stft(wave, fs=sample_rate, nperseg=n_fft, noverlap=n_fft - hop, boundary=None, padded=True)
     power = np.abs(spec) ** 2
     return np.log(mel_filterbank(n_mels, n_fft, sample_rate) @ power + eps).T.astype(np.float32)
@@ -76,4 +78,6 @@ def mfcc(wave: np.ndarray, sample_rate: int = 8000, n_mfcc: int = 20, n_mels: in
     if not 1 <= n_mfcc <= n_mels:
         raise ValueError(f"n_mfcc must be in [1, n_mels={n_mels}], got {n_mfcc}")
     lm = log_mel(wave, sample_rate, n_mels=n_mels, **kwargs)
+    from scipy.fft import dct
+
     return dct(lm, type=2, axis=1, norm="ortho")[:, :n_mfcc].astype(np.float32)

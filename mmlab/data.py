@@ -127,10 +127,28 @@ def _clip_wave(clips: dict[str, np.ndarray], i: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _image_split_indices() -> dict[str, np.ndarray]:
-    from sklearn.datasets import load_digits
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits as ``(images (1797, 8, 8) float64 in 0..16, target (1797,) int)``, the arrays
+    ``sklearn.datasets.load_digits`` returns, read from the file it reads: importing scikit-learn takes about a
+    second, which every process that loads AV-Digits (a lesson's kernel, each rank in lesson 8) would pay."""
+    import gzip
+    from importlib.util import find_spec
 
-    y = load_digits().target
+    spec = find_spec("sklearn")  # finds the package without importing it
+    csv = Path(next(iter(spec.submodule_search_locations or []), "")) / "datasets" / "data" / "digits.csv.gz"
+    if not csv.is_file():  # another scikit-learn layout: ask it
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return d.images, d.target
+    with gzip.open(csv, "rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
+@lru_cache(maxsize=1)
+def _image_split_indices() -> dict[str, np.ndarray]:
+    y = _digits()[1]
     rng = np.random.default_rng(0)
     parts: dict[str, list[int]] = {s: [] for s in SPLITS}
     for c in range(10):
@@ -240,12 +258,10 @@ def load_avdigits(
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    digit_images, digit_labels = _digits()
     idx = _image_split_indices()[split]
-    labels = digits.target[idx].astype(np.int64)
-    images = (digits.images[idx] / 16.0).astype(np.float32)[:, None]
+    labels = digit_labels[idx].astype(np.int64)
+    images = (digit_images[idx] / 16.0).astype(np.float32)[:, None]
 
     # one independent random stream per purpose, so that turning one knob never changes another modality
     split_id = SPLITS.index(split)
@@ -399,11 +415,9 @@ _DRIFT = 1.0  # at warp 1 the tempo drifts by up to this many "stretch units" fr
 
 @lru_cache(maxsize=3)
 def _split_digit_images(split: str) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    digit_images, digit_labels = _digits()
     idx = _image_split_indices()[split]
-    return (digits.images[idx] / 16.0).astype(np.float32), digits.target[idx].astype(np.int64)
+    return (digit_images[idx] / 16.0).astype(np.float32), digit_labels[idx].astype(np.int64)
 
 
 @dataclass

@@ -53,6 +53,7 @@ Batch = Sequence[torch.Tensor]
 ForwardFn = Callable[[nn.Module, Batch], tuple[torch.Tensor, Any]]
 LossResult = torch.Tensor | Mapping[str, torch.Tensor | float]
 ComputeLossFn = Callable[[nn.Module, Batch], LossResult]
+PROGRESS_DELAY_S = 1.0  # fit's progress bar shows once a run has lasted this long
 
 
 def to_device(obj, device: torch.device):
@@ -358,7 +359,8 @@ def fit(
     log in that epoch's row. ``log_steps`` records each step's loss (and ``compute_loss``'s scalars) in
     ``history.steps_log``. With ``checkpoint`` the model, optimizer, scheduler, history and every random state
     are saved after each epoch; ``resume=True`` continues from that file, reproducing an uninterrupted run
-    exactly.
+    exactly. With ``progress`` a tqdm bar (a widget in Jupyter) shows the epochs once the run has lasted
+    ``PROGRESS_DELAY_S`` seconds; it disappears when the run ends.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
@@ -388,7 +390,10 @@ def fit(
         start = state["epoch"]
         _set_rng_state(state["rng"], train_loader)
 
-    bar = tqdm(range(start, epochs), desc=desc, disable=not progress, leave=False)
+    # The bar appears once a run has lasted PROGRESS_DELAY_S (a shorter run would only flash) and redraws at
+    # tqdm's own pace: in JupyterLab each bar is a widget the browser must build and each forced redraw a render,
+    # and on 2 cores that rendering competed with training (lesson 0: 31 s -> 24 s in the browser test).
+    bar = tqdm(range(start, epochs), desc=desc, disable=not progress, leave=False, delay=PROGRESS_DELAY_S)
     for epoch in bar:
         model.train()
         total, loss_sum, correct, counted = 0, 0.0, 0, 0
@@ -451,7 +456,7 @@ def fit(
         if after_epoch is not None:
             row.update(after_epoch(model, epoch) or {})
         history.log(**row)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in list(row.items())[:4]})
+        bar.set_postfix({k: f"{v:.3f}" for k, v in list(row.items())[:4]}, refresh=False)
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             torch.save(

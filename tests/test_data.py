@@ -303,3 +303,24 @@ def test_grounding_jitter_noise_and_errors():
         with pytest.raises(ValueError, match=match):
             make_grounding_canvases(4, **kwargs)
     assert np.isclose(a.canvas.max().item(), 1.0, atol=1e-6) and a.canvas.min() >= 0
+
+
+def test_digits_read_without_sklearn_match_load_digits():
+    from sklearn.datasets import load_digits
+
+    from mmlab.data import _digits
+
+    images, target = _digits()
+    ref = load_digits()
+    assert images.dtype == ref.images.dtype and target.dtype == ref.target.dtype
+    assert np.array_equal(images, ref.images) and np.array_equal(target, ref.target)
+
+
+def test_loading_pairs_for_a_rank_imports_neither_sklearn_nor_scipy_signal():
+    # each rank process of lesson 8 pays every import: scikit-learn and scipy.signal cost about 1.5 s together
+    code = (
+        "import sys; from mmlab.train_distributed import load_pairs; load_pairs(); "
+        "print(sorted(m for m in ('sklearn', 'scipy.signal') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
