@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.browser
+POLL_MS = 250  # how often the page's state is read while the kernel works (each read is a few ms of page time)
 
 # State of the notebook at `path` as JupyterLab's models see it: kernel status and, per code cell, whether it
 # ran (execution count), is queued or running ([*]) and which errors it holds.
@@ -134,7 +135,7 @@ def _wait_for_run_all(page, rel: str, timeout: float) -> dict:
         stable = stable + 1 if done else 0
         if stable >= 2:
             return state
-        page.wait_for_timeout(500)
+        page.wait_for_timeout(POLL_MS)
     waiting = [c for c in (state or {}).get("cells", []) if c["pending"] or c["count"] is None]
     where = f"cell {waiting[0]['index']} ({waiting[0]['head']!r})" if waiting else "?"
     raise AssertionError(f"{rel}: Run All did not finish within {timeout:.0f} s; still at {where}")
@@ -175,12 +176,12 @@ def _wait_for_new_figure(page, rel: str, before: dict, timeout: float) -> dict:
     """Wait until the kernel has answered the slider (idle for a few polls) and return the widget's state."""
     deadline, idle_polls, now = time.monotonic() + timeout, 0, before
     while time.monotonic() < deadline:
-        page.wait_for_timeout(500)
+        page.wait_for_timeout(POLL_MS)
         now = page.evaluate(WIDGET_JS)
         kernel = (page.evaluate(NOTEBOOK_STATE_JS, rel) or {}).get("kernel")
         idle_polls = idle_polls + 1 if kernel == "idle" else 0
         changed = now["src"] and now["src"] != before["src"]
-        if (changed and idle_polls >= 2) or idle_polls >= 6:
+        if (changed and idle_polls >= 2) or idle_polls * POLL_MS >= 3000:  # no new figure after 3 s idle: done
             return now
     return now
 

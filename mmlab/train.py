@@ -417,8 +417,9 @@ def fit(
                     out = y = None
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                 raise ValueError(f"the loss must be a scalar tensor, got {type(loss).__name__}")
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate")
+            loss_value = loss.item()  # one read of the loss per step (on a GPU each read waits for the device)
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss became {loss_value} at epoch {epoch + 1}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if scaler.is_enabled() and (after_backward is not None or clip_grad_norm is not None):
@@ -433,11 +434,11 @@ def fit(
                 after_step(model, batch)
             n = len(batch[0]) if isinstance(batch, (tuple, list)) else 1
             total += n
-            loss_sum += loss.item() * n
+            loss_sum += loss_value * n
             for k, v in scalars.items():
                 extra[k] = extra.get(k, 0.0) + v * n
             if log_steps:
-                history.log_step(loss=loss.item(), **scalars)
+                history.log_step(loss=loss_value, **scalars)
             if out is not None:
                 y0 = y[0] if isinstance(y, (tuple, list)) else y  # extra targets (e.g. a teacher's logits) ride along
                 if out.dim() == 2 and isinstance(y0, torch.Tensor) and not y0.is_floating_point():

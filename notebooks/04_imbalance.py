@@ -72,6 +72,10 @@ from mmlab import get_device
 from mmlab.stats import format_spread, paired_bootstrap, sign_count
 from mmlab.viz import new_figure
 
+# These models are tiny: one CPU thread trains them faster than two (measured for this lesson on 2 cores), and a
+# second thread that spin-waits on a busy machine can slow every step down many times over (DESIGN §5). On a GPU
+# this changes nothing.
+torch.set_num_threads(1)
 device = get_device()
 print("device:", device)
 
