@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 INLINE = "module://matplotlib_inline.backend_inline"
-# JupyterLab user settings for the test: no autosave (the lessons' files must stay output-free), every cell
-# attached to the page (no windowing, so every output can be inspected), no news or update checks.
+# JupyterLab user settings for the test: no autosave (the lessons' files must stay output-free), no news or update
+# checks, and JupyterLab's default windowing, "contentVisibility", named so that a new default cannot change the
+# test: every cell is in the page (every output can be inspected) and the browser skips drawing the ones out of view.
+# ("none" draws every cell on every change: the lessons' Run All took a few seconds longer each, measured.)
 LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "contentVisibility"},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "fetchNews": "false",
         "checkForUpdates": False,

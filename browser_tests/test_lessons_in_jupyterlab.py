@@ -159,8 +159,13 @@ def _drag_first_slider(page) -> None:
     """Drag the first slider's handle by about a third of its track, as a learner would with the mouse."""
     slider = page.locator(".widget-interact").first.locator(".widget-slider").first
     handle = slider.locator(".noUi-handle").first
-    handle.scroll_into_view_if_needed()
-    h = handle.bounding_box()
+    h = None
+    for _ in range(20):  # cells that scroll into view are laid out only then (content-visibility): wait until still
+        handle.scroll_into_view_if_needed()
+        page.wait_for_timeout(100)
+        h, before = handle.bounding_box(), h
+        if h is not None and h == before:
+            break
     track = slider.locator(".noUi-target").first.bounding_box()
     assert h and track, "the slider is not visible"
     x, y = h["x"] + h["width"] / 2, h["y"] + h["height"] / 2
