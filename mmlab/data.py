@@ -135,8 +135,9 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     from importlib.util import find_spec
 
     spec = find_spec("sklearn")  # finds the package without importing it
-    csv = Path(next(iter(spec.submodule_search_locations or []), "")) / "datasets" / "data" / "digits.csv.gz"
-    if not csv.is_file():  # another scikit-learn layout: ask it
+    folders = (spec.submodule_search_locations or []) if spec is not None else []
+    csv = Path(folders[0], "datasets", "data", "digits.csv.gz") if folders else None
+    if csv is None or not csv.is_file():  # another scikit-learn layout: ask it (or fail with its ImportError)
         from sklearn.datasets import load_digits
 
         d = load_digits()

@@ -392,7 +392,7 @@ def fit(
 
     # The bar appears once a run has lasted PROGRESS_DELAY_S (a shorter run would only flash) and redraws at
     # tqdm's own pace: in JupyterLab each bar is a widget the browser must build and each forced redraw a render,
-    # and on 2 cores that rendering competed with training (lesson 0: 31 s -> 24 s in the browser test).
+    # and on 2 cores that rendering competed with training (measured: benchmarks/RESULTS.md, "The CI run").
     bar = tqdm(range(start, epochs), desc=desc, disable=not progress, leave=False, delay=PROGRESS_DELAY_S)
     for epoch in bar:
         model.train()
