@@ -210,6 +210,18 @@ def _flags(row: dict) -> list[str]:
     return flags
 
 
+def _overrides_text() -> str:
+    """``LESSON_TARGET_OVERRIDES_S`` in words, e.g. ``05, 07, 08 and 09: 120 s``."""
+    by_target: dict[float, list[str]] = {}
+    for lesson, target in sorted(LESSON_TARGET_OVERRIDES_S.items()):
+        by_target.setdefault(target, []).append(lesson)
+    parts = []
+    for target, names in by_target.items():
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        parts.append(f"{listed}: {target:.0f} s")
+    return "; ".join(parts)
+
+
 def render(rows: list[dict], command: str, note: str | None) -> str:
     from _results import REFERENCE_CALIBRATION_S, calibrate, machine
 
@@ -224,7 +236,7 @@ def render(rows: list[dict], command: str, note: str | None) -> str:
         lines += ["", note]
     lines += [
         "",
-        f"Targets: each lesson under {LESSON_TARGET_S:.0f} s (05, 07, 08 and 09: 120 s), the course under "
+        f"Targets: each lesson under {LESSON_TARGET_S:.0f} s ({_overrides_text()}), the course under "
         f"{COURSE_TARGET_S / 60:.0f} min, peak memory under {MEMORY_TARGET_MB / 1024:.0f} GB per lesson. "
         "Wall time includes the kernel's start; CPU time is the kernel's (user + system, its process tree), which "
         "stays about the same when other jobs share the machine while wall time does not; memory is the "

@@ -259,10 +259,8 @@ def load_avdigits(
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
-    digit_images, digit_labels = _digits()
-    idx = _image_split_indices()[split]
-    labels = digit_labels[idx].astype(np.int64)
-    images = (digit_images[idx] / 16.0).astype(np.float32)[:, None]
+    cached_images, cached_labels = _split_digit_images(split)
+    images, labels = cached_images[:, None].copy(), cached_labels.copy()  # the tensors must not share the cache
 
     # one independent random stream per purpose, so that turning one knob never changes another modality
     split_id = SPLITS.index(split)
@@ -272,7 +270,7 @@ def load_avdigits(
 
     clips = load_audio_clips()
     pool = clip_splits(clips) == split
-    chosen = np.empty(len(idx), dtype=np.int64)
+    chosen = np.empty(len(labels), dtype=np.int64)
     for c in range(10):
         cand = np.flatnonzero(pool & (clips["digit"] == c))
         where = np.flatnonzero(labels == c)
